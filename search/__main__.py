@@ -1,0 +1,65 @@
+"""``python -m search key=value ...``: one Hydra job evaluates one configuration.
+
+The decorator does nothing but compose the config; :func:`run` is the plain,
+testable function. In a multirun the job returns the result to the sweeper.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from search.cache import atomic_write_text
+from search.config import Config
+from search.errors import ConfigError
+from search.report_table import trial_table
+from search.trial import evaluate_trial
+
+log = logging.getLogger("search")
+
+
+def to_config(cfg: DictConfig) -> Config:
+    """The typed view of the composed config (Hydra has already checked keys and types)."""
+    typed = OmegaConf.to_object(cfg)
+    if not isinstance(typed, Config):
+        typed = Config(**typed)  # pragma: no cover - composed without the ConfigStore schema
+    return typed
+
+
+def run(cfg: DictConfig, output_dir: Path | None = None) -> dict[str, Any]:
+    result = evaluate_trial(to_config(cfg), cfg.model).to_dict()
+    result["config"] = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    if output_dir is not None:
+        atomic_write_text(output_dir / "trial.json", json.dumps(result, indent=2, default=str))
+    return result
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> dict[str, Any] | None:
+    hc = HydraConfig.get()
+    output_dir = Path(hc.runtime.output_dir)
+    if hc.mode == RunMode.MULTIRUN:
+        return run(cfg, output_dir)  # the sweeper records a raised error as a failed trial
+    try:
+        result = run(cfg, output_dir)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        sys.exit(2)
+    print(f"\n{cfg.model._target_.rsplit('.', 1)[0]}  params: {result['params']}")
+    if result["env"]["emulated"]:
+        print("quantization is EMULATED (fake-quant): its latency is not a kernel speed-up")
+    print(trial_table(result))
+    print(f"trial.json: {output_dir / 'trial.json'}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""The model to optimise: the task from the config and its trained, cached baseline."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from models.task import Task
+from models.training import evaluate, fit
+from search.cache import TensorCache, content_hash
+from search.errors import ConfigError
+
+
+def load_task(model_cfg: Any) -> Task:
+    """Instantiate the ``model`` config node (a zoo entry or a user's ``_target_``)."""
+    node = model_cfg if isinstance(model_cfg, DictConfig) else OmegaConf.create(model_cfg)
+    if "_target_" not in node:
+        raise ConfigError("model", "needs a _target_ that returns a models.Task")
+    try:
+        task = hydra.utils.instantiate(node, _convert_="all")
+    except Exception as exc:  # instantiate wraps the builder's error; keep its message, one line
+        cause = exc.__cause__ or exc
+        raise ConfigError("model", f"{node._target_} failed: {type(cause).__name__}: {cause}") from exc
+    if not isinstance(task, Task):
+        raise ConfigError("model", f"{node._target_} returned {type(task).__name__}, expected models.Task")
+    return task
+
+
+@dataclass
+class Baseline:
+    task: Task
+    model: nn.Module
+    key: str
+    val_accuracy: float
+    test_accuracy: float
+    cache_hit: bool
+    seconds: float
+
+    def fresh(self) -> nn.Module:
+        """An independent copy of the trained baseline (passes modify models in place)."""
+        model = self.task.build()
+        model.load_state_dict(self.model.state_dict())
+        return model.eval()
+
+
+def get_baseline(task: Task, cache: TensorCache) -> Baseline:
+    """Train on first use; later calls (any process) load the cached weights."""
+    t0 = time.perf_counter()
+    key = content_hash({"spec": task.spec, "recipe": task.recipe.__dict__})
+
+    seed = int(task.spec.get("seed", 0))
+
+    def train() -> dict:
+        torch.manual_seed(seed)  # initial weights are part of what the key determines
+        model = task.build()
+        fit(
+            model,
+            task,
+            task.recipe.epochs,
+            task.recipe.lr,
+            task.recipe.batch_size,
+            seed=seed,
+            weight_decay=task.recipe.weight_decay,
+        )
+        return {"state_dict": model.state_dict()}
+
+    entry, hit = cache.get_or_build("baseline", key, train)
+    model = task.build()
+    model.load_state_dict(entry["state_dict"])
+    model.eval()
+    return Baseline(
+        task=task,
+        model=model,
+        key=key,
+        val_accuracy=evaluate(model, task, task.splits.val),
+        test_accuracy=evaluate(model, task, task.splits.test),
+        cache_hit=hit,
+        seconds=time.perf_counter() - t0,
+    )

@@ -1,0 +1,110 @@
+"""The one place that knows what the current device can run.
+
+Every pass asks this module (not ``torch.cuda`` directly) whether a precision
+or an integer kernel is available, so a combination that cannot run is
+refused before any work starts.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import platform
+from dataclasses import dataclass, field
+
+import torch
+
+from search.errors import UnsupportedError
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    device: str  # "cpu" | "cuda"
+    name: str
+    precisions: tuple[str, ...]
+    int8_kernel: bool  # real int8 conv/linear kernels exist
+    int4_kernel: bool  # real int4 weight-only kernels exist
+    notes: dict = field(default_factory=dict)
+
+    def check_precision(self, precision: str) -> None:
+        if precision not in self.precisions:
+            raise UnsupportedError(
+                "precision",
+                f"{precision!r} cannot run on {self.device} ({self.name}); allowed here: {', '.join(self.precisions)}",
+            )
+
+
+def resolve(choice: str) -> str:
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise UnsupportedError("device", "cuda was asked for but torch sees no CUDA device; use cpu or auto")
+    if choice not in ("cpu", "cuda"):
+        raise UnsupportedError("device", f"{choice!r} is not one of auto, cpu, cuda")
+    return choice
+
+
+@functools.cache
+def capabilities(device: str) -> Capabilities:
+    if device == "cuda":
+        return _cuda_capabilities()
+    return _cpu_capabilities()
+
+
+def _runs(dtype: torch.dtype, device: str) -> bool:
+    """Probe with a real conv + linear: a dtype is supported when its kernels run."""
+    try:
+        with torch.no_grad():
+            x = torch.ones(1, 2, 4, 4, dtype=dtype, device=device)
+            conv = torch.nn.Conv2d(2, 2, 3).to(device=device, dtype=dtype)
+            lin = torch.nn.Linear(2, 2).to(device=device, dtype=dtype)
+            lin(conv(x).mean(dim=(2, 3)))
+        return True
+    except (RuntimeError, NotImplementedError):
+        return False
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_capabilities() -> Capabilities:
+    precisions = tuple(p for p, dt in DTYPES.items() if _runs(dt, "cpu"))
+    engines = torch.backends.quantized.supported_engines
+    return Capabilities(
+        device="cpu",
+        name=_cpu_name(),
+        precisions=precisions,
+        int8_kernel=any(e in engines for e in ("x86", "fbgemm", "onednn")),
+        int4_kernel=False,
+        notes={"quantized_engines": list(engines), "cpu_count": os.cpu_count()},
+    )
+
+
+def _cuda_capabilities() -> Capabilities:
+    major, minor = torch.cuda.get_device_capability()
+    precisions = ["fp32", "fp16"] + (["bf16"] if torch.cuda.is_bf16_supported() else [])
+    has_torchao = importlib.util.find_spec("torchao") is not None
+    return Capabilities(
+        device="cuda",
+        name=torch.cuda.get_device_name(),
+        precisions=tuple(precisions),
+        int8_kernel=has_torchao,
+        int4_kernel=has_torchao and major >= 8,
+        notes={"compute_capability": f"{major}.{minor}", "torchao": has_torchao},
+    )
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()

@@ -1,0 +1,132 @@
+"""Latency from real kernels: warm-up, synchronisation, repeats until both a
+minimum count and a minimum time are reached, candidates interleaved in
+rounds so that machine drift hits them alike."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    batch_size: int
+    n: int
+    p50_ms: float
+    p95_ms: float
+    mean_ms: float
+    std_ms: float
+    round_p50_ms: tuple[float, ...]  # median of each interleaved round: the drift, visible
+
+    @property
+    def cv(self) -> float:
+        return self.std_ms / self.mean_ms if self.mean_ms > 0 else 0.0
+
+    @property
+    def per_sample_ms(self) -> float:
+        return self.p50_ms / self.batch_size
+
+    @property
+    def throughput_per_s(self) -> float:
+        return 1000.0 * self.batch_size / self.p50_ms
+
+    def as_metrics(self) -> dict[str, float]:
+        return {
+            "latency_ms_p50": self.p50_ms,
+            "latency_ms_p95": self.p95_ms,
+            "latency_ms_per_sample": self.per_sample_ms,
+            "throughput_per_s": self.throughput_per_s,
+            "latency_cv": self.cv,
+            "latency_repeats": self.n,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"cv": self.cv}
+
+
+class Clock:
+    """Wall clock on CPU, CUDA events on GPU: the only device-specific piece of timing."""
+
+    def __init__(self, device: str) -> None:
+        self.cuda = device == "cuda"
+
+    def stamp(self):
+        if self.cuda:
+            ev = torch.cuda.Event(enable_timing=True)
+            ev.record()
+            return ev
+        return time.perf_counter_ns()
+
+    def elapsed_ms(self, start, end) -> float:
+        if self.cuda:
+            return start.elapsed_time(end)
+        return (end - start) / 1e6
+
+    def sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+
+
+def _percentile(sorted_xs: list[float], q: float) -> float:
+    idx = min(len(sorted_xs) - 1, max(0, round(q * (len(sorted_xs) - 1))))
+    return sorted_xs[idx]
+
+
+def _stats(times: list[float], rounds: list[list[float]], batch_size: int) -> LatencyStats:
+    xs = sorted(times)
+    return LatencyStats(
+        batch_size=batch_size,
+        n=len(xs),
+        p50_ms=statistics.median(xs),
+        p95_ms=_percentile(xs, 0.95),
+        mean_ms=statistics.fmean(xs),
+        std_ms=statistics.pstdev(xs) if len(xs) > 1 else 0.0,
+        round_p50_ms=tuple(statistics.median(r) for r in rounds if r),
+    )
+
+
+@torch.no_grad()
+def measure_interleaved(
+    fns: dict[str, Callable[[], Any]],
+    batch_size: int,
+    device: str = "cpu",
+    warmup: int = 10,
+    min_repeats: int = 50,
+    min_time_s: float = 0.5,
+    rounds: int = 5,
+) -> dict[str, LatencyStats]:
+    """Time each callable (one call = one batch) in alternating rounds.
+
+    Each round runs every candidate until it has its share of ``min_repeats``
+    calls and of ``min_time_s``; the order flips every round. On CUDA every
+    call is bracketed by events and the device is synchronised before reading.
+    """
+    clock = Clock(device)
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    clock.sync()
+    per_round_n = max(1, -(-min_repeats // rounds))
+    per_round_s = min_time_s / rounds
+    samples: dict[str, list[list[float]]] = {name: [] for name in fns}
+    names = list(fns)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else reversed(names):
+            fn, times = fns[name], []
+            t_end = time.perf_counter() + per_round_s
+            pending = []
+            while len(pending) < per_round_n or time.perf_counter() < t_end:
+                start = clock.stamp()
+                fn()
+                pending.append((start, clock.stamp()))
+                if clock.cuda and len(pending) % 16 == 0:
+                    clock.sync()  # keeps the wall-clock check honest on an async device
+            clock.sync()
+            times = [clock.elapsed_ms(a, b) for a, b in pending]
+            samples[name].append(times)
+    return {name: _stats([t for rnd in rs for t in rnd], rs, batch_size) for name, rs in samples.items()}

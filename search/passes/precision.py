@@ -1,0 +1,11 @@
+"""Numeric precision of the float parts of the model."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from search.device import DTYPES
+
+
+def set_precision(model: nn.Module, precision: str, device: str) -> nn.Module:
+    return model.to(device=device, dtype=DTYPES[precision])

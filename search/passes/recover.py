@@ -1,0 +1,36 @@
+"""Short fine-tuning after pruning, optionally distilled from the unpruned model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from models.task import Task
+from models.training import fit
+from search.config import RecoverConfig
+
+
+def recover(
+    pruned: nn.Module,
+    teacher: nn.Module | None,
+    task: Task,
+    cfg: RecoverConfig,
+    seed: int,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> nn.Module:
+    if cfg.epochs == 0:
+        return pruned
+    return fit(
+        pruned,
+        task,
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        batch_size=task.recipe.batch_size,
+        seed=seed,
+        weight_decay=task.recipe.weight_decay,
+        teacher=teacher if cfg.distill > 0 else None,
+        distill_weight=cfg.distill,
+        temperature=cfg.temperature,
+        on_epoch=on_epoch,
+    )

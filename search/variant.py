@@ -1,0 +1,54 @@
+"""Pruned-and-recovered models, cached by content so trials share them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import torch
+from torch import nn
+
+from search.baseline import Baseline
+from search.cache import TensorCache, content_hash
+from search.config import PruneConfig, RecoverConfig
+from search.passes.prune import prune
+from search.passes.recover import recover
+
+
+def _plain(cfg) -> dict:
+    return {k: getattr(v, "value", v) for k, v in asdict(cfg).items()}
+
+
+def pruned_model(
+    baseline: Baseline, pcfg: PruneConfig, rcfg: RecoverConfig, seed: int, cache: TensorCache
+) -> tuple[nn.Module, bool, list[float]]:
+    """Return ``(model, cache_hit, recovery_losses)``.
+
+    Pruning is deterministic, so the cache keeps only the recovered weights;
+    a hit replays the cheap pruning to get the shapes and loads them.
+    """
+    task = baseline.task
+
+    def do_prune() -> nn.Module:
+        model = baseline.fresh()
+        n = min(len(task.splits.train), 256)
+        calib = (task.splits.train.x[:n], task.splits.train.y[:n])
+        return prune(model, pcfg, task.example_input(1), calib, task.loss, seed)
+
+    if pcfg.ratio <= 0:
+        return baseline.fresh(), True, []
+    key = content_hash({"baseline": baseline.key, "prune": _plain(pcfg), "recover": _plain(rcfg), "seed": seed})
+    built: dict[str, nn.Module] = {}
+
+    def build() -> dict:
+        model = do_prune()
+        losses: list[float] = []
+        recover(model, baseline.fresh(), task, rcfg, seed, on_epoch=lambda _e, loss: losses.append(loss))
+        built["model"] = model
+        return {"state_dict": model.state_dict(), "losses": torch.tensor(losses)}
+
+    entry, hit = cache.get_or_build("pruned", key, build)
+    model = built.get("model")
+    if model is None:
+        model = do_prune()
+        model.load_state_dict(entry["state_dict"])
+    return model.eval(), hit, entry["losses"].tolist()

@@ -1,0 +1,57 @@
+"""Fixtures compose the real Hydra config, then shrink it (tiny model, short timing)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+# Small enough for 2 CPU cores, big enough that pruning and int8 change something.
+TINY = [
+    "model.width=16",
+    "model.blocks=1",
+    "model.epochs=3",
+    "recover.epochs=1",
+    "measure.warmup=2",
+    "measure.min_repeats=10",
+    "measure.min_time_s=0.05",
+    "measure.rounds=2",
+    "prune.round_to=4",
+]
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """One cache for the session: the tiny baseline is trained once."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture
+def make_cfg(cache_dir):
+    def make(*overrides: str) -> DictConfig:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return compose("config", overrides=[*TINY, f"cache_dir={cache_dir}", *overrides])
+
+    return make
+
+
+def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """The real command line, in a subprocess."""
+    full_env = {**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR")
+    return subprocess.run(
+        [sys.executable, "-m", "search", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
