@@ -42,12 +42,30 @@ def run(cfg: DictConfig, output_dir: Path | None = None) -> dict[str, Any]:
     return result
 
 
+def run_recorded(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, Any]:
+    """A job from another sweeper (Hydra's basic grid): evaluate, then record it in the study."""
+    from search.study.record import record_external
+    from search.study.space import build_space
+
+    study_cfg = to_config(cfg).study
+    dists, _ = build_space(OmegaConf.to_container(cfg.space, resolve=True) or {}, [])
+    try:
+        result = run(cfg, output_dir)
+    except Exception as exc:
+        record_external(cfg, study_cfg, dists, None, exc, overrides)
+        raise
+    record_external(cfg, study_cfg, dists, result, None, overrides)
+    return result
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> dict[str, Any] | None:
     hc = HydraConfig.get()
     output_dir = Path(hc.runtime.output_dir)
     if hc.mode == RunMode.MULTIRUN:
-        return run(cfg, output_dir)  # the sweeper records a raised error as a failed trial
+        if hc.sweeper._target_.endswith("InfersearchSweeper"):
+            return run(cfg, output_dir)  # the sweeper records a raised error as a failed trial
+        return run_recorded(cfg, output_dir, list(hc.overrides.task))
     try:
         result = run(cfg, output_dir)
     except ConfigError as exc:

@@ -33,6 +33,25 @@ class Importance(Enum):
     random = "random"
 
 
+class Direction(Enum):
+    maximize = "maximize"
+    minimize = "minimize"
+
+
+class SamplerName(Enum):
+    tpe = "tpe"
+    nsga2 = "nsga2"
+    gp = "gp"
+    random = "random"
+    grid = "grid"
+
+
+class Rule(Enum):
+    fastest = "fastest"  # lowest value of the last objective among feasible front members
+    knee = "knee"  # the front member closest to the ideal point, objectives scaled to [0, 1]
+    most_accurate = "most_accurate"  # best value of the first objective among feasible front members
+
+
 QUANT_BITS = (32, 8, 4)
 MAX_PRUNE_RATIO = 0.9
 
@@ -69,6 +88,35 @@ class MeasureConfig:
 
 
 @dataclass
+class ObjectiveConfig:
+    metric: str = MISSING  # a key of the trial's metrics
+    direction: Direction = MISSING
+
+
+def _default_objectives() -> list[ObjectiveConfig]:
+    return [
+        ObjectiveConfig("accuracy", Direction.maximize),
+        ObjectiveConfig("latency_ms_per_sample", Direction.minimize),
+    ]
+
+
+@dataclass
+class StudyConfig:
+    name: str = MISSING
+    storage: str | None = None  # any Optuna storage URL; None: sqlite file in output_dir
+    output_dir: str = "outputs/${study.name}"
+    n_trials: int = 20  # total measured trials in the study (resuming tops up to this)
+    n_jobs: int = 1  # trials asked and launched per batch
+    sampler: SamplerName = SamplerName.tpe
+    seed: int = 0
+    objectives: list[ObjectiveConfig] = field(default_factory=_default_objectives)
+    max_accuracy_drop: float | None = 1.0  # points below the baseline's validation accuracy
+    latency_slo_ms: float | None = None  # bound on p95 latency of one batch
+    recommend: Rule = Rule.fastest
+    max_failure_rate: float = 1.0  # stop when failed/measured exceeds this (after 5 trials)
+
+
+@dataclass
 class Config:
     model: Any = MISSING
     prune: PruneConfig = field(default_factory=PruneConfig)
@@ -80,6 +128,8 @@ class Config:
     device: DeviceChoice = DeviceChoice.auto
     seed: int = 0
     cache_dir: str = "outputs/cache"
+    study: StudyConfig = field(default_factory=StudyConfig)
+    space: dict[str, Any] = field(default_factory=dict)  # Hydra sweep grammar per key
 
 
 def validate(cfg: Config) -> None:
@@ -99,6 +149,15 @@ def validate(cfg: Config) -> None:
         raise ConfigError("recover", "epochs must be >= 0 and lr > 0")
     if not 0.0 <= cfg.recover.distill <= 1.0:
         raise ConfigError("recover.distill", f"{cfg.recover.distill} is out of range; allowed: 0 to 1")
+    st = cfg.study
+    if st.n_trials < 0 or st.n_jobs < 1:
+        raise ConfigError("study", f"n_trials must be >= 0 and n_jobs >= 1, got {st.n_trials}, {st.n_jobs}")
+    if not st.objectives:
+        raise ConfigError("study.objectives", "needs at least one objective (metric, direction)")
+    if st.max_accuracy_drop is not None and st.max_accuracy_drop < 0:
+        raise ConfigError("study.max_accuracy_drop", "must be >= 0 points or null")
+    if st.latency_slo_ms is not None and st.latency_slo_ms <= 0:
+        raise ConfigError("study.latency_slo_ms", "must be > 0 ms or null")
     m = cfg.measure
     if m.warmup < 0 or m.min_repeats < 1 or m.rounds < 1 or m.min_time_s < 0 or m.threads < 0:
         raise ConfigError("measure", "warmup >= 0, min_repeats >= 1, rounds >= 1, min_time_s >= 0, threads >= 0")

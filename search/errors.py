@@ -6,8 +6,12 @@ class ConfigError(ValueError):
 
     def __init__(self, key: str, message: str) -> None:
         self.key = key
+        self.message = message
         super().__init__(f"{key}: {message}")
+
+    def __reduce__(self):  # picklable across joblib/submitit workers
+        return type(self), (self.key, self.message)
 
 
 class UnsupportedError(ConfigError):
-    """A combination the current device or backend cannot run."""
+    """A combination the current device or backend cannot run: refused before any work."""

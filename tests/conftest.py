@@ -18,8 +18,8 @@ CONF = ROOT / "conf"
 TINY = [
     "model.width=16",
     "model.blocks=1",
-    "model.epochs=3",
-    "recover.epochs=1",
+    "model.epochs=10",
+    "recover.epochs=2",
     "measure.warmup=2",
     "measure.min_repeats=10",
     "measure.min_time_s=0.05",
@@ -38,17 +38,18 @@ def cache_dir(tmp_path_factory) -> Path:
 def make_cfg(cache_dir):
     def make(*overrides: str) -> DictConfig:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            return compose("config", overrides=[*TINY, f"cache_dir={cache_dir}", *overrides])
+            return compose("config", overrides=[*TINY, f"cache_dir={cache_dir}", "study.name=test", *overrides])
 
     return make
 
 
-def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, module: str = "search", cwd: Path = ROOT, env: dict | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """The real command line, in a subprocess."""
-    full_env = {**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})}
-    full_env.pop("HYDRA_FULL_ERROR")
+    full_env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"} | (env or {})
     return subprocess.run(
-        [sys.executable, "-m", "search", *args],
+        [sys.executable, "-m", module, *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,

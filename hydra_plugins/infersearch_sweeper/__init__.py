@@ -1,0 +1,1 @@
+"""The infersearch Hydra sweeper: Optuna 5 ask/tell over the configured launcher."""

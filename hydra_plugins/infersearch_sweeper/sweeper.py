@@ -1,0 +1,171 @@
+"""Asks Optuna for ``study.n_jobs`` trials, launches them as Hydra jobs through the
+configured launcher, and tells Optuna each result; at the end writes the report."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sys
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+from optuna.trial import TrialState
+
+from search.config import StudyConfig
+from search.errors import ConfigError
+from search.study.record import FINISHED, failure_record, find_previous, reuse, success_record, tell
+from search.study.report import summary_text, write_report
+from search.study.space import build_space, grid, grid_size, override_line
+from search.study.storage import mask_url, open_study, storage_url
+from search.trial import check
+
+log = logging.getLogger(__name__)
+
+
+def measured_count(study) -> int:
+    return sum(1 for t in study.get_trials(deepcopy=False, states=FINISHED) if t.user_attrs.get("measured"))
+
+
+def evaluated_params(study) -> set[tuple]:
+    return {tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False, states=FINISHED)}
+
+
+def trial_line(frozen, study_cfg: StudyConfig, on_front: bool, note: str = "") -> str:
+    params = " ".join(f"{k}={v}" for k, v in frozen.params.items())
+    if frozen.state == TrialState.COMPLETE:
+        vals = " ".join(f"{o.metric}={v:.4g}" for o, v in zip(study_cfg.objectives, frozen.values))
+        feas = "" if all(v <= 0 for v in frozen.constraints.values()) else " infeasible"
+        return f"trial {frozen.number}: {params} -> {vals}{feas}{' [front]' if on_front else ''}{note}"
+    return f"trial {frozen.number}: {params} -> {frozen.state.name} {frozen.user_attrs.get('error', '')}{note}"
+
+
+class InfersearchSweeper(Sweeper):
+    def __init__(self, max_reuse_streak: int = 100) -> None:
+        self.max_reuse_streak = max_reuse_streak
+        self.config: DictConfig | None = None
+        self.launcher = None
+        self.job_idx = 0
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        HydraConfig.instance().set_config(config)  # lets ${hydra:...} (the default study.name) resolve here
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def sweep(self, arguments: list[str]) -> Any:
+        try:
+            return self._sweep(arguments)
+        except ConfigError as exc:
+            log.error("%s", exc)
+            sys.exit(2)
+
+    def _sweep(self, arguments: list[str]) -> Any:
+        assert self.config is not None and self.launcher is not None
+        st: StudyConfig = OmegaConf.to_object(self.config.study)
+        space_cfg = OmegaConf.to_container(self.config.space, resolve=True) or {}
+        dists, fixed = build_space(space_cfg, arguments)
+        if not dists:
+            raise ConfigError("space", "the search space is empty: pick space=default or give choice(...) overrides")
+        study = open_study(st, dists)
+        study.set_user_attr("space", {k: repr(d) for k, d in dists.items()})
+        log.info(
+            "study %r in %s: %d measured trials so far, budget %d",
+            st.name,
+            mask_url(storage_url(st)),
+            measured_count(study),
+            st.n_trials,
+        )
+        size, streak = grid_size(dists), 0
+        self._report_refusals(dists)
+        while True:
+            done = measured_count(study)
+            if done >= st.n_trials:
+                break
+            if size is not None and len(evaluated_params(study)) >= size:
+                log.info("every one of the %d configurations of the space has been evaluated", size)
+                break
+            if streak >= self.max_reuse_streak:
+                log.info("the sampler proposed %d evaluated configurations in a row: stopping", streak)
+                break
+            streak = self._batch(study, st, dists, fixed, min(st.n_jobs, st.n_trials - done), streak)
+            if self._failing(study, st):
+                log.error("more than %.0f%% of measured trials failed: stopping the sweep", 100 * st.max_failure_rate)
+                break
+        summary = write_report(study, st)
+        log.info("\n%s", summary_text(summary, st))
+        return summary
+
+    def refusal(self, params: dict[str, Any]) -> ConfigError | None:
+        """What the job would refuse before doing any work (device, precision, bit-width, ranges)."""
+        cfg = self.config.copy()
+        with open_dict(cfg):
+            del cfg["hydra"]
+            for key, value in params.items():
+                OmegaConf.update(cfg, key, value, merge=True)
+        try:
+            check(OmegaConf.to_object(cfg))
+        except ConfigError as exc:
+            return exc
+        return None
+
+    def _report_refusals(self, dists) -> None:
+        """Say before the search starts which configurations this device cannot run."""
+        values = grid(dists)
+        if values is None or (size := grid_size(dists)) > 10_000:
+            return
+        reasons: dict[str, int] = {}
+        for combo in itertools.product(*values.values()):
+            exc = self.refusal(dict(zip(values, combo)))
+            if exc is not None:
+                reasons[str(exc)] = reasons.get(str(exc), 0) + 1
+        for reason, n in reasons.items():
+            log.warning("refused on this device, %d of %d configurations: %s", n, size, reason)
+
+    def _batch(self, study, st, dists, fixed, n, streak) -> int:
+        launch, dups = [], []
+        pending: dict[tuple, Any] = {}
+        for _ in range(n):
+            trial = study.ask(dists)
+            key = tuple(sorted(trial.params.items()))
+            previous = find_previous(study, trial.params)
+            refused = None if previous is not None else self.refusal(trial.params)
+            if previous is not None:
+                frozen = reuse(study, trial, previous)
+                log.info("%s", trial_line(frozen, st, False, f" (reused from trial {previous.number})"))
+                streak += 1
+            elif refused is not None:
+                frozen = tell(study, trial, failure_record(refused, list(fixed), refused=True))
+                log.info("%s", trial_line(frozen, st, False, " (refused, not launched)"))
+                streak += 1
+            elif key in pending:
+                dups.append((trial, pending[key]))
+            else:
+                pending[key] = trial
+                launch.append(trial)
+        if launch:
+            overrides = [[*fixed, *(override_line(k, v) for k, v in t.params.items())] for t in launch]
+            returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+            self.job_idx += len(launch)
+            for trial, ov, ret in zip(launch, overrides, returns):
+                try:
+                    record = success_record(study, ret.return_value, st, ov)
+                except Exception as exc:  # the job raised (or its result lacks an objective): a failed trial
+                    record = failure_record(exc, ov)
+                frozen = tell(study, trial, record)
+                on_front = frozen.number in {t.number for t in study.best_trials}
+                log.info("%s", trial_line(frozen, st, on_front))
+            streak = 0
+        for trial, first in dups:
+            reuse(study, trial, study.get_trials(deepcopy=False)[first.number])
+        return streak
+
+    @staticmethod
+    def _failing(study, st: StudyConfig) -> bool:
+        measured = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("measured")]
+        failed = sum(t.state == TrialState.FAIL for t in measured)
+        return len(measured) >= 5 and failed / len(measured) > st.max_failure_rate

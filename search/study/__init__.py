@@ -1,0 +1,1 @@
+"""The study: search space, Optuna storage, trial records, Pareto front and reports."""

@@ -1,0 +1,78 @@
+"""The front (Optuna's own, constraints included), hypervolume and the recommendation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna._hypervolume import compute_hypervolume
+from optuna.trial import FrozenTrial, TrialState
+
+from search.config import Rule
+
+
+def front(study: optuna.Study) -> list[FrozenTrial]:
+    """Non-dominated complete trials; infeasible ones are excluded by Optuna itself.
+    A reused trial repeats its original's values, so dropping it leaves the front unchanged."""
+    return sorted((t for t in study.best_trials if "reused_from" not in t.user_attrs), key=lambda t: t.number)
+
+
+def feasible(t: FrozenTrial) -> bool:
+    return all(v <= 0 for v in t.constraints.values())
+
+
+def _losses(values: Sequence[Sequence[float]], directions: Sequence[str]) -> np.ndarray:
+    sign = np.array([-1.0 if d == "maximize" else 1.0 for d in directions])
+    return np.asarray(values, dtype=float) * sign
+
+
+def reference_point(baseline: dict[str, Any], metrics: dict[str, Any], objectives: Sequence[Any]) -> list[float]:
+    """Fixed once per study so hypervolume is comparable across trials: from the first
+    measured trial's baseline figures (its own where the baseline lacks the metric),
+    2x worse for minimised objectives and 10% worse for maximised ones."""
+    ref = []
+    for o in objectives:
+        name, d = o.metric, getattr(o.direction, "value", o.direction)
+        v = baseline.get(name, metrics[name])
+        ref.append(v * 2.0 if d == "minimize" else v * 0.9)
+    return ref
+
+
+def hypervolume(values: Sequence[Sequence[float]], directions: Sequence[str], reference: Sequence[float]) -> float:
+    if not values:
+        return 0.0
+    losses = _losses(values, directions)
+    ref = _losses([reference], directions)[0]
+    inside = losses[np.all(losses < ref, axis=1)]
+    if len(inside) == 0:
+        return 0.0
+    return float(compute_hypervolume(inside, ref))
+
+
+def recommend(members: Sequence[FrozenTrial], rule: Rule | str, directions: Sequence[str]) -> tuple[FrozenTrial, str]:
+    """One configuration from the feasible front, and the rule that chose it."""
+    if not members:
+        raise ValueError("no feasible trial on the front")
+    rule = getattr(rule, "value", rule)
+    losses = _losses([t.values for t in members], directions)
+    if rule == Rule.fastest.value:
+        i = int(np.argmin(losses[:, -1]))
+        return members[i], "fastest feasible front member (lowest last objective) within the constraints"
+    if rule == Rule.most_accurate.value:
+        i = int(np.argmin(losses[:, 0]))
+        return members[i], "best first objective among feasible front members"
+    lo, hi = losses.min(axis=0), losses.max(axis=0)
+    scaled = (losses - lo) / np.where(hi > lo, hi - lo, 1.0)
+    i = int(np.argmin(np.linalg.norm(scaled, axis=1)))
+    return members[i], "knee: front member closest to the ideal point, each objective scaled to [0, 1]"
+
+
+def complete_values(study: optuna.Study) -> list[FrozenTrial]:
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+
+
+def is_finite(values: Sequence[float]) -> bool:
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)

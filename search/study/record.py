@@ -1,0 +1,153 @@
+"""How a trial's result becomes Optuna values, constraints and attributes.
+
+Everything a report needs is stored on the trial, so reports and the front can
+be rebuilt from storage alone. One function builds the record; the sweeper
+applies it with ask/tell, a job launched by another sweeper with ``add_trial``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig, OmegaConf
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from search.config import StudyConfig
+from search.errors import ConfigError
+from search.study.pareto import complete_values, feasible, hypervolume, is_finite, reference_point
+from search.study.storage import directions
+
+RESULT_KEYS = ("params", "metrics", "baseline", "env", "timings_s", "history", "config")
+
+
+@dataclass
+class Record:
+    values: list[float] | None  # None: the trial failed or was refused
+    constraints: dict[str, float] = field(default_factory=dict)
+    user_attrs: dict[str, Any] = field(default_factory=dict)
+    state: TrialState = TrialState.COMPLETE
+
+
+def constraint_values(metrics: Mapping[str, Any], st: StudyConfig) -> dict[str, float]:
+    """Optuna constraints (feasible when <= 0), not penalties."""
+    out = {}
+    if st.max_accuracy_drop is not None:
+        out["max_accuracy_drop"] = float(metrics["accuracy_drop"]) - st.max_accuracy_drop
+    if st.latency_slo_ms is not None:
+        out["latency_slo_ms"] = float(metrics["latency_ms_p95"]) - st.latency_slo_ms
+    return out
+
+
+def success_record(study: optuna.Study, result: Mapping[str, Any], st: StudyConfig, overrides: list[str]) -> Record:
+    metrics = result["metrics"]
+    missing = [o.metric for o in st.objectives if o.metric not in metrics]
+    if missing:
+        raise ConfigError("study.objectives", f"metric {missing[0]!r} is not measured; known: {', '.join(metrics)}")
+    values = [float(metrics[o.metric]) for o in st.objectives]
+    attrs = {k: result.get(k) for k in RESULT_KEYS} | {"overrides": overrides, "measured": True}
+    if not is_finite(values):
+        return failure_record(FloatingPointError(f"objective values are not finite: {values}"), overrides, attrs)
+    constraints = constraint_values(metrics, st)
+    ref = study.user_attrs.get("hv_reference")
+    if ref is None:
+        ref = reference_point(result["baseline"], metrics, st.objectives)
+        study.set_user_attr("hv_reference", ref)
+    points = [t.values for t in complete_values(study) if feasible(t)]
+    if all(v <= 0 for v in constraints.values()):
+        points.append(values)
+    attrs["hypervolume"] = hypervolume(points, directions(st), ref)
+    return Record(values, constraints, attrs)
+
+
+def failure_record(
+    exc: BaseException, overrides: list[str], attrs: Mapping[str, Any] | None = None, refused: bool = False
+) -> Record:
+    """A trial that raised is FAIL. One refused up front (a combination the device cannot
+    run) did no work: it is PRUNED, which TPE counts among the bad trials and so stops
+    proposing, where it would ignore a FAIL and propose the same combination again."""
+    return Record(
+        None,
+        user_attrs=dict(attrs or {})
+        | {
+            "error": f"{type(exc).__name__}: {exc}",
+            "refused": refused,
+            "measured": not refused,
+            "overrides": overrides,
+        },
+        state=TrialState.PRUNED if refused else TrialState.FAIL,
+    )
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, record: Record) -> FrozenTrial:
+    for key, value in record.user_attrs.items():
+        trial.set_user_attr(key, value)
+    for key, value in record.constraints.items():
+        trial.set_constraint(key, value)
+    try:
+        if record.values is None:
+            return study.tell(trial, state=record.state)
+        return study.tell(trial, record.values)
+    except RuntimeError as exc:  # GridSampler calls study.stop() once the grid is done; the trial is stored
+        if "Study.stop" not in str(exc):
+            raise
+        return study.get_trials(deepcopy=False)[trial.number]
+
+
+def reuse(study: optuna.Study, trial: optuna.Trial, previous: FrozenTrial) -> FrozenTrial:
+    """The same parameters were evaluated before: copy the stored result, do not measure again."""
+    attrs = dict(previous.user_attrs) | {"reused_from": previous.number, "measured": False}
+    values = previous.values if previous.state == TrialState.COMPLETE else None
+    return tell(study, trial, Record(values, dict(previous.constraints), attrs, previous.state))
+
+
+FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+
+
+def find_previous(study: optuna.Study, params: Mapping[str, Any]) -> FrozenTrial | None:
+    for t in study.get_trials(deepcopy=False, states=FINISHED):
+        if t.params == params and "reused_from" not in t.user_attrs:
+            return t
+    return None
+
+
+def record_external(
+    cfg: DictConfig,
+    st: StudyConfig,
+    dists: Mapping[str, BaseDistribution],
+    result: Mapping[str, Any] | None,
+    exc: BaseException | None,
+    overrides: list[str],
+) -> FrozenTrial:
+    """Record a job that another sweeper (Hydra's basic grid) launched, in the same study.
+
+    Its values for the space's keys become Optuna params where the space's
+    distribution admits them; all of them are in the ``params`` attribute.
+    """
+    from search.study.storage import open_study
+
+    study = open_study(st, sampler=optuna.samplers.RandomSampler())
+    params, used = {}, {}
+    for key, dist in dists.items():
+        value = OmegaConf.select(cfg, key)
+        value = getattr(value, "value", value)
+        try:
+            internal = dist.to_internal_repr(value)
+        except (ValueError, TypeError):
+            continue
+        if dist._contains(internal):
+            params[key], used[key] = value, dist
+    record = success_record(study, result, st, overrides) if exc is None else failure_record(exc, overrides)
+    frozen = optuna.trial.create_trial(
+        state=record.state,
+        values=record.values,
+        params=params,
+        distributions=used,
+        user_attrs=record.user_attrs | {"launched_by": "hydra basic sweeper"},
+        constraints=record.constraints or None,
+    )
+    study.add_trial(frozen)
+    return frozen

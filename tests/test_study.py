@@ -1,0 +1,187 @@
+"""Real studies through Hydra multirun in a subprocess: Optuna storage, front, constraints, resume, launchers."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tests.conftest import TINY, run_cli
+
+
+def sweep(tmp_path: Path, cache_dir: Path, name: str, *args: str):
+    out = tmp_path / name
+    proc = run_cli(
+        "-m",
+        *TINY,
+        f"cache_dir={cache_dir}",
+        f"study.name={name}",
+        f"study.output_dir={out}",
+        "measure.min_repeats=6",
+        "measure.min_time_s=0.02",
+        *args,
+    )
+    return proc, out
+
+
+def load(out: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}")
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def dominates(a: list[float], b: list[float]) -> bool:
+    """a dominates b, for (maximise accuracy, minimise latency)."""
+    return a[0] >= b[0] and a[1] <= b[1] and (a[0] > b[0] or a[1] < b[1])
+
+
+@pytest.fixture(scope="module")
+def study_run(tmp_path_factory, cache_dir):
+    tmp = tmp_path_factory.mktemp("study")
+    proc, out = sweep(tmp, cache_dir, "s1", "study.n_trials=6")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, out
+
+
+def test_study_is_in_storage_and_readable_by_plain_optuna(study_run):
+    proc, out = study_run
+    study = load(out, "s1")
+    measured = [t for t in study.trials if t.user_attrs.get("measured")]
+    assert len(measured) == 6
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    for t in measured:
+        if t.state == TrialState.COMPLETE:
+            assert {"params", "metrics", "baseline", "env", "config"} <= set(t.user_attrs)
+            assert t.values[0] == t.user_attrs["metrics"]["accuracy"]
+            assert t.values[1] == t.user_attrs["metrics"]["latency_ms_per_sample"]
+            assert "max_accuracy_drop" in t.constraints
+            assert t.user_attrs["hypervolume"] >= 0
+    lines = [ln for ln in proc.stderr.splitlines() + proc.stdout.splitlines() if "] trial " in ln]
+    assert len(lines) >= 6
+
+
+def test_pareto_json_equals_a_brute_force_filter_of_trials_csv(study_run):
+    _, out = study_run
+    rows = read_csv(out / "trials.csv")
+    ok = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] == "True" and not r["reused_from"]]
+    pts = {int(r["number"]): [float(r["objective.accuracy"]), float(r["objective.latency_ms_per_sample"])] for r in ok}
+    expected = {n for n, p in pts.items() if not any(dominates(q, p) for m, q in pts.items() if m != n)}
+    pareto = json.loads((out / "pareto.json").read_text())
+    assert {m["number"] for m in pareto} == expected
+    infeasible = {int(r["number"]) for r in rows if r["feasible"] == "False"}
+    assert not infeasible & expected
+    assert len(read_csv(out / "pareto.csv")) == len(pareto)
+    rec = json.loads((out / "recommendation.json").read_text())
+    assert rec["number"] in expected
+    fastest = min(expected, key=lambda n: pts[n][1])
+    assert rec["number"] == fastest  # the default rule
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_rebuilds_from_storage_alone(study_run, tmp_path):
+    _, out = study_run
+    before = json.loads((out / "pareto.json").read_text())
+    (out / "pareto.json").unlink()
+    proc = run_cli("study.name=s1", f"study.output_dir={out}", module="search.report")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((out / "pareto.json").read_text()) == before
+    assert "Pareto front" in proc.stdout
+
+
+def test_resume_tops_up_to_the_total_and_basic_grid_lands_in_the_same_study(study_run, tmp_path, cache_dir):
+    _, out = study_run
+    base = out.parent
+    proc, _ = sweep(base, cache_dir, "s1", "study.n_trials=8")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = load(out, "s1")
+    assert sum(bool(t.user_attrs.get("measured")) for t in study.trials) == 8
+    n_before = len(study.trials)
+    proc, _ = sweep(
+        base,
+        cache_dir,
+        "s1",
+        "hydra/sweeper=basic",
+        "prune.ratio=0,0.5",
+        "quant.bits=32,8",
+        "precision=fp32",
+        "batch_size=4",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = load(out, "s1")
+    grid = [t for t in study.trials[n_before:] if t.user_attrs.get("launched_by") == "hydra basic sweeper"]
+    assert len(grid) == 4
+    got = {(t.user_attrs["params"]["prune_ratio"], t.user_attrs["params"]["quant_bits"]) for t in grid}
+    assert got == {(0.0, 32), (0.0, 8), (0.5, 32), (0.5, 8)}
+    assert all(t.params["prune.ratio"] in (0.0, 0.5) for t in grid)  # admitted by the space's distribution
+
+
+def test_constraints_exclude_infeasible_trials(tmp_path, cache_dir):
+    proc, out = sweep(
+        tmp_path,
+        cache_dir,
+        "slo",
+        "study.n_trials=3",
+        "study.latency_slo_ms=0.000001",
+        "quant.bits=32",
+        "precision=fp32",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = load(out, "slo")
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert complete and all(t.constraints["latency_slo_ms"] > 0 for t in complete)
+    assert json.loads((out / "pareto.json").read_text()) == []
+    assert not (out / "recommendation.json").exists()
+    assert "no feasible configuration" in proc.stdout + proc.stderr
+
+
+def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, cache_dir):
+    # lr=1e12 makes recovery diverge (NaN loss): a real failure inside the job.
+    proc, out = sweep(
+        tmp_path,
+        cache_dir,
+        "fails",
+        "study.n_trials=4",
+        "study.sampler=grid",
+        "prune.ratio=0.5",
+        "quant.bits=32",
+        "precision=fp32",
+        "batch_size=4",
+        "recover.lr=choice(0.001,1e12)",
+        "recover.epochs=choice(1,2)",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = load(out, "fails")
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(failed) == 2 and len(complete) == 2
+    assert all("diverged" in t.user_attrs["error"] for t in failed)
+    assert all(t.params["recover.lr"] == 1e12 for t in failed)
+    assert "2 failed" in proc.stdout + proc.stderr
+
+
+def test_joblib_launcher_with_two_jobs_loses_no_trial(tmp_path, cache_dir):
+    proc, out = sweep(
+        tmp_path,
+        cache_dir,
+        "par",
+        "study.n_trials=4",
+        "study.n_jobs=2",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "precision=fp32",
+        "measure.threads=1",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = load(out, "par")
+    measured = [t for t in study.trials if t.user_attrs.get("measured")]
+    assert len(measured) == 4
+    assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in study.trials if t.user_attrs.get("measured"))
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    assert all("metrics" in t.user_attrs for t in measured if t.state == TrialState.COMPLETE)
