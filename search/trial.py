@@ -84,16 +84,35 @@ def check(cfg: Config) -> tuple[str, Any]:
     return device, plan(cfg.quant.bits, caps, precision)
 
 
-def evaluate_trial(cfg: Config, model_cfg: Any) -> TrialResult:
-    """Build the variant ``cfg`` describes and measure it beside the fp32 baseline."""
-    device, qplan = check(cfg)
-    caps = capabilities(device)
-    precision = _value(cfg.precision)
-    threads = threads_for(cfg)
-    torch.set_num_threads(threads)
-    cache = TensorCache(cfg.cache_dir)
-    sw = _Stopwatch()
+@dataclass
+class Built:
+    """A variant ready to run, with what it was built from."""
 
+    variant: torch.nn.Module
+    base: Any  # search.baseline.Baseline
+    device: str
+    dtype: torch.dtype
+    qplan: Any
+    prune_hit: bool
+    recover_losses: list[float]
+    macs_params: tuple[Any, Any]  # footprint before, after pruning
+    accuracy: tuple[float, float]  # validation, test
+
+    @property
+    def task(self):
+        return self.base.task
+
+    def inputs(self, batch_size: int) -> torch.Tensor:
+        return _batch(self.task, batch_size).to(device=self.device, dtype=self.dtype)
+
+
+def build(cfg: Config, model_cfg: Any, sw: _Stopwatch | None = None) -> Built:
+    """prune -> recover -> quantize -> precision, then accuracy (which no batch size changes)."""
+    device, qplan = check(cfg)
+    precision = _value(cfg.precision)
+    torch.set_num_threads(threads_for(cfg))
+    cache = TensorCache(cfg.cache_dir)
+    sw = sw or _Stopwatch()
     with sw("baseline"):
         task = load_task(model_cfg)
         base = get_baseline(task, cache)
@@ -112,8 +131,21 @@ def evaluate_trial(cfg: Config, model_cfg: Any) -> TrialResult:
         test = evaluate(variant, task, task.splits.test, device=device, dtype=dtype)
         if not all(map(_finite, (val, test))):
             raise FloatingPointError("accuracy is NaN: the variant produces non-finite outputs")
+    return Built(variant, base, device, dtype, qplan, prune_hit, losses, (before, after), (val, test))
 
-    x = _batch(task, cfg.batch_size).to(device=device, dtype=dtype)
+
+def evaluate_trial(cfg: Config, model_cfg: Any) -> TrialResult:
+    """Build the variant ``cfg`` describes and measure it beside the fp32 baseline."""
+    sw = _Stopwatch()
+    b = build(cfg, model_cfg, sw)
+    variant, base, device, qplan = b.variant, b.base, b.device, b.qplan
+    caps = capabilities(device)
+    precision = _value(cfg.precision)
+    threads = torch.get_num_threads()
+    before, after = b.macs_params
+    val, test = b.accuracy
+    prune_hit, losses = b.prune_hit, b.recover_losses
+    x = b.inputs(cfg.batch_size)
     x_ref = x.float()
     reference = base.fresh().to(device)
     fns = {"variant": lambda: variant(x)}
