@@ -18,9 +18,10 @@ from hydra import compose, initialize_config_dir
 
 from search.__main__ import to_config
 from search.cache import atomic_write_text
-from search.device import capabilities
+from search.device import capabilities, resolve
 from search.measure.latency import measure_interleaved
 from search.report_table import table
+from search.trial import _batch as batch_of
 from search.trial import build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,16 +46,15 @@ def main(overrides: list[str]) -> dict:
             cfg = to_config(dcfg)
             built[name] = build(cfg, dcfg.model)
     base_acc = built["fp32 (baseline)"].accuracy[0]
+    device = resolve(cfg.device.value)
     m = cfg.measure
     rows, results = [], []
     for bs in BATCHES:
         fns = {}
         for name, b in built.items():
-            x = b.inputs(bs)
-            fns[name] = (lambda v, x: lambda: v(x))(b.variant, x)
-        stats = measure_interleaved(
-            fns, bs, built["fp32 (baseline)"].device, m.warmup, m.min_repeats, m.min_time_s, m.rounds
-        )
+            native = b.runner.prepare(batch_of(b.task, bs))
+            fns[name] = (lambda run, x: lambda: run(x))(b.runner.run, native)
+        stats = measure_interleaved(fns, bs, device, m.warmup, m.min_repeats, m.min_time_s, m.rounds)
         ref = stats["fp32 (baseline)"].p50_ms
         for name, st in stats.items():
             drop = 100 * (base_acc - built[name].accuracy[0])
@@ -74,7 +74,7 @@ def main(overrides: list[str]) -> dict:
                     "kernels": "emulated" if emulated else "real",
                 }
             )
-    caps = capabilities(built["fp32 (baseline)"].device)
+    caps = capabilities(device)
     machine = {"device": caps.device, "name": caps.name, "threads": torch.get_num_threads(), "torch": torch.__version__}
     model = built["fp32 (baseline)"].task.name
     print(f"{model} on {caps.name}, {machine['threads']} threads, torch {torch.__version__}")

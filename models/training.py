@@ -78,14 +78,10 @@ def _distill(out: torch.Tensor, target: torch.Tensor, temperature: float) -> tor
 
 
 @torch.no_grad()
-def evaluate(
-    model: nn.Module, task: Task, split: Split, batch_size: int = 512, device: str = "cpu", dtype=None
-) -> float:
-    """The task metric over a split, in fixed batches (independent of the trial's batch size)."""
-    model.eval()
-    outs = []
-    for start in range(0, len(split), batch_size):
-        x = split.x[start : start + batch_size]
-        x = x.to(device=device, dtype=dtype or x.dtype)
-        outs.append(model(x).float().cpu())
+def evaluate(predict: Callable[[torch.Tensor], torch.Tensor], task: Task, split: Split, batch_size: int = 512) -> float:
+    """The task metric over a split, in fixed batches (independent of the trial's batch size).
+
+    ``predict`` maps a CPU float batch to CPU outputs: an eval-mode module, or an engine's runner.
+    """
+    outs = [predict(split.x[start : start + batch_size]).float() for start in range(0, len(split), batch_size)]
     return task.metric(torch.cat(outs), split.y)

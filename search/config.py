@@ -26,6 +26,13 @@ class DeviceChoice(Enum):
     cuda = "cuda"
 
 
+class EngineName(Enum):
+    eager = "eager"
+    compile = "compile"
+    onnxruntime = "onnxruntime"
+    openvino = "openvino"
+
+
 class Importance(Enum):
     l2 = "l2"
     l1 = "l1"
@@ -78,6 +85,11 @@ class QuantConfig:
 
 
 @dataclass
+class CompileConfig:
+    mode: str = "default"  # torch.compile mode: default | reduce-overhead | max-autotune | max-autotune-no-cudagraphs
+
+
+@dataclass
 class MeasureConfig:
     warmup: int = 10
     min_repeats: int = 50  # per candidate, summed over rounds
@@ -105,7 +117,7 @@ class StudyConfig:
     name: str = MISSING
     storage: str | None = None  # any Optuna storage URL; None: sqlite file in output_dir
     output_dir: str = "outputs/${study.name}"
-    n_trials: int = 20  # total measured trials in the study (resuming tops up to this)
+    n_trials: int = 30  # total measured trials in the study (resuming tops up to this)
     n_jobs: int = 1  # trials asked and launched per batch
     sampler: SamplerName = SamplerName.tpe
     seed: int = 0
@@ -113,6 +125,7 @@ class StudyConfig:
     max_accuracy_drop: float | None = 1.0  # points below the baseline's validation accuracy
     latency_slo_ms: float | None = None  # bound on p95 latency of one batch
     recommend: Rule = Rule.fastest
+    export: bool = True  # save the recommended variant in its engine's format under output_dir/model
     max_failure_rate: float = 1.0  # stop when failed/measured exceeds this (after 5 trials)
 
 
@@ -124,6 +137,8 @@ class Config:
     quant: QuantConfig = field(default_factory=QuantConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     precision: Precision = Precision.fp32
+    engine: EngineName = EngineName.eager
+    compile: CompileConfig = field(default_factory=CompileConfig)
     batch_size: int = 1
     device: DeviceChoice = DeviceChoice.auto
     seed: int = 0

@@ -1,26 +1,31 @@
-"""One trial: build one variant (prune -> recover -> quantize -> precision) and measure it."""
+"""One trial: build one variant (prune -> recover -> engine: export, quantize, precision) and measure it."""
 
 from __future__ import annotations
 
+import copy
 import os
 import platform
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from models.task import Task
 from models.training import evaluate
-from search.baseline import get_baseline, load_task
+from search.baseline import Baseline, get_baseline, load_task
 from search.cache import TensorCache
 from search.config import Config, validate
-from search.device import DTYPES, capabilities, resolve
+from search.device import capabilities, resolve
+from search.engines import BuildContext, Runner, get_engine
+from search.measure.agreement import check as check_agreement
 from search.measure.footprint import peak_memory_mb, serialized_mb
 from search.measure.latency import measure_interleaved
-from search.passes.precision import set_precision
-from search.passes.prune import footprint
-from search.passes.quantize import plan, quantize
+from search.passes.prune import Footprint, footprint
+from search.passes.quantize import QuantPlan
 from search.variant import pruned_model
 
 
@@ -48,7 +53,7 @@ def params_of(cfg: Config) -> dict[str, Any]:
         "quant_bits": cfg.quant.bits,
         "precision": _value(cfg.precision),
         "batch_size": cfg.batch_size,
-        "engine": "eager",
+        "engine": _value(cfg.engine),
     }
 
 
@@ -74,43 +79,42 @@ class _Stopwatch:
             self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
 
 
-def check(cfg: Config) -> tuple[str, Any]:
-    """Everything that can be refused before work starts: ranges, device, precision, bit-width."""
+def check(cfg: Config) -> tuple[str, Any, Any]:
+    """Everything that can be refused before work starts: ranges, device, engine, precision, bit-width."""
     validate(cfg)
     device = resolve(_value(cfg.device))
     caps = capabilities(device)
     precision = _value(cfg.precision)
     caps.check_precision(precision)
-    return device, plan(cfg.quant.bits, caps, precision)
+    engine = get_engine(_value(cfg.engine), mode=cfg.compile.mode)
+    return device, engine, engine.plan(cfg.quant.bits, caps, precision)
 
 
 @dataclass
 class Built:
     """A variant ready to run, with what it was built from."""
 
-    variant: torch.nn.Module
-    base: Any  # search.baseline.Baseline
-    device: str
-    dtype: torch.dtype
-    qplan: Any
+    runner: Runner
+    reference: torch.nn.Module  # the pruned+recovered fp32 PyTorch model the runner came from
+    base: Baseline
+    qplan: QuantPlan
     prune_hit: bool
     recover_losses: list[float]
-    macs_params: tuple[Any, Any]  # footprint before, after pruning
+    footprints: tuple[Footprint, Footprint]  # before, after pruning
     accuracy: tuple[float, float]  # validation, test
+    agreement: dict[str, float]
+    workdir: tempfile.TemporaryDirectory
 
     @property
-    def task(self):
+    def task(self) -> Task:
         return self.base.task
-
-    def inputs(self, batch_size: int) -> torch.Tensor:
-        return _batch(self.task, batch_size).to(device=self.device, dtype=self.dtype)
 
 
 def build(cfg: Config, model_cfg: Any, sw: _Stopwatch | None = None) -> Built:
-    """prune -> recover -> quantize -> precision, then accuracy (which no batch size changes)."""
-    device, qplan = check(cfg)
-    precision = _value(cfg.precision)
-    torch.set_num_threads(threads_for(cfg))
+    """prune -> recover -> engine (export, quantize, precision), then accuracy and agreement."""
+    device, engine, qplan = check(cfg)
+    threads = threads_for(cfg)
+    torch.set_num_threads(threads)
     cache = TensorCache(cfg.cache_dir)
     sw = sw or _Stopwatch()
     with sw("baseline"):
@@ -121,52 +125,55 @@ def build(cfg: Config, model_cfg: Any, sw: _Stopwatch | None = None) -> Built:
     with sw("prune_recover"):
         model, prune_hit, losses = pruned_model(base, cfg.prune, cfg.recover, cfg.seed, cache)
     after = footprint(model, example)
-    with sw("quantize"):
+    reference = copy.deepcopy(model).eval()
+    workdir = tempfile.TemporaryDirectory(prefix="infersearch-")
+    with sw("engine"):
         n = min(cfg.quant.calibration_samples, len(task.splits.train))
-        dtype = DTYPES[precision]
-        calibration = task.splits.train.x[:n].to(device=device, dtype=dtype)
-        variant = quantize(set_precision(model, precision, device), qplan, calibration)
+        ctx = BuildContext(device, _value(cfg.precision), threads, task.splits.train.x[:n], Path(workdir.name))
+        runner = engine.build(model, qplan, ctx)
     with sw("accuracy"):
-        val = evaluate(variant, task, task.splits.val, device=device, dtype=dtype)
-        test = evaluate(variant, task, task.splits.test, device=device, dtype=dtype)
+        probe = task.splits.val.x[:256]
+        exact = qplan.bits == 32 and ctx.precision == "fp32"
+        agreed = check_agreement(reference(probe), runner(probe), exact)
+        val = evaluate(runner, task, task.splits.val)
+        test = evaluate(runner, task, task.splits.test)
         if not all(map(_finite, (val, test))):
             raise FloatingPointError("accuracy is NaN: the variant produces non-finite outputs")
-    return Built(variant, base, device, dtype, qplan, prune_hit, losses, (before, after), (val, test))
+    return Built(runner, reference, base, qplan, prune_hit, losses, (before, after), (val, test), agreed, workdir)
 
 
 def evaluate_trial(cfg: Config, model_cfg: Any) -> TrialResult:
-    """Build the variant ``cfg`` describes and measure it beside the fp32 baseline."""
+    """Build the variant ``cfg`` describes and measure it beside the fp32 eager baseline."""
     sw = _Stopwatch()
     b = build(cfg, model_cfg, sw)
-    variant, base, device, qplan = b.variant, b.base, b.device, b.qplan
+    runner, base = b.runner, b.base
+    device = resolve(_value(cfg.device))
     caps = capabilities(device)
-    precision = _value(cfg.precision)
-    threads = torch.get_num_threads()
-    before, after = b.macs_params
+    before, after = b.footprints
     val, test = b.accuracy
-    prune_hit, losses = b.prune_hit, b.recover_losses
-    x = b.inputs(cfg.batch_size)
-    x_ref = x.float()
+    x = _batch(b.task, cfg.batch_size)
+    native = runner.prepare(x)
     reference = base.fresh().to(device)
-    fns = {"variant": lambda: variant(x)}
+    x_ref = x.to(device)
+    fns = {"variant": lambda: runner.run(native)}
     if cfg.measure.baseline:
         fns["baseline"] = lambda: reference(x_ref)
     m = cfg.measure
     with sw("latency"):
         lat = measure_interleaved(fns, cfg.batch_size, device, m.warmup, m.min_repeats, m.min_time_s, m.rounds)
-    size_mb = serialized_mb(variant)
-    peak, peak_method = peak_memory_mb(fns["variant"], device, size_mb)
-
+    peak, peak_method = peak_memory_mb(fns["variant"], device, runner.size_mb)
     metrics = {
         "accuracy": val,
         "test_accuracy": test,
         "accuracy_drop": 100.0 * (base.val_accuracy - val),
         **lat["variant"].as_metrics(),
-        "size_mb": size_mb,
+        "size_mb": runner.size_mb,
         "params": after.params,
         "macs": after.macs,
         "peak_mem_mb": peak,
     }
+    if "compile_s" in runner.settings:
+        metrics["compile_s"] = runner.settings["compile_s"]
     baseline = {
         "accuracy": base.val_accuracy,
         "test_accuracy": base.test_accuracy,
@@ -177,20 +184,23 @@ def evaluate_trial(cfg: Config, model_cfg: Any) -> TrialResult:
     if "baseline" in lat:
         baseline.update(lat["baseline"].as_metrics())
         metrics["speedup_vs_baseline"] = lat["baseline"].p50_ms / lat["variant"].p50_ms
+    precision = _value(cfg.precision)
     env = {
         "device": device,
         "device_name": caps.name,
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "threads": threads,
+        "threads": torch.get_num_threads(),
+        "engine": runner.settings,
         "peak_mem_method": peak_method,
         "latency_round_p50_ms": list(lat["variant"].round_p50_ms),
+        "output_agreement": b.agreement,
         "passes": {
-            "prune": {"applied": cfg.prune.ratio > 0, "kernel": "real", "cache_hit": prune_hit},
-            "quantize": {"applied": qplan.bits != 32, "method": qplan.method, "kernel": qplan.kernel},
+            "prune": {"applied": cfg.prune.ratio > 0, "kernel": "real", "cache_hit": b.prune_hit},
+            "quantize": {"applied": b.qplan.bits != 32, "method": b.qplan.method, "kernel": b.qplan.kernel},
             "precision": {"dtype": precision, "kernel": "real"},
         },
-        "emulated": qplan.emulated,
+        "emulated": b.qplan.emulated,
         "baseline_cache_hit": base.cache_hit,
     }
     return TrialResult(
@@ -199,7 +209,7 @@ def evaluate_trial(cfg: Config, model_cfg: Any) -> TrialResult:
         baseline=baseline,
         env=env,
         timings_s=sw.times,
-        history={"recover_loss": losses},
+        history={"recover_loss": b.recover_losses},
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
@@ -17,6 +18,7 @@ from optuna.trial import TrialState
 
 from search.config import StudyConfig
 from search.errors import ConfigError
+from search.study.export import export_trial
 from search.study.record import FINISHED, failure_record, find_previous, reuse, success_record, tell
 from search.study.report import summary_text, write_report
 from search.study.space import build_space, grid, grid_size, override_line
@@ -98,6 +100,12 @@ class InfersearchSweeper(Sweeper):
                 break
         summary = write_report(study, st)
         log.info("\n%s", summary_text(summary, st))
+        if st.export and summary.recommended is not None:
+            try:
+                path = export_trial(summary.recommended, Path(st.output_dir))
+                log.info("recommended model exported to %s (manifest.json says how to load it)", path)
+            except Exception as exc:  # the study and its report stand; say why the file is missing
+                log.error("could not export the recommended model: %s: %s", type(exc).__name__, exc)
         return summary
 
     def refusal(self, params: dict[str, Any]) -> ConfigError | None:

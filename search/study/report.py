@@ -120,7 +120,7 @@ def write_report(study: optuna.Study, st: StudyConfig, out_dir: str | Path | Non
 
 
 def front_table(summary: Summary, st: StudyConfig) -> str:
-    headers = ["#", *PARAM_COLUMNS[:4], *(o.metric for o in st.objectives), "acc drop pts", "p95 ms", "speed-up"]
+    headers = ["#", *PARAM_COLUMNS, *(o.metric for o in st.objectives), "acc drop pts", "p95 ms", "speed-up"]
     rows = []
     for t in summary.front:
         p, m = t.user_attrs.get("params", {}), t.user_attrs.get("metrics", {})
@@ -129,7 +129,7 @@ def front_table(summary: Summary, st: StudyConfig) -> str:
         rows.append(
             [
                 f"{t.number}{mark}",
-                *(p.get(k, "") for k in PARAM_COLUMNS[:4]),
+                *(p.get(k, "") for k in PARAM_COLUMNS),
                 *t.values,
                 m.get("accuracy_drop", ""),
                 m.get("latency_ms_p95", ""),
@@ -154,7 +154,7 @@ def summary_text(summary: Summary, st: StudyConfig) -> str:
 
 
 def plot_png(trials, members, recommended, st: StudyConfig) -> bytes:
-    """Accuracy against per-sample latency: colour by precision, marker by bit-width, front joined."""
+    """Accuracy against per-sample latency: colour by engine, marker by bit-width and precision, front joined."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -162,9 +162,9 @@ def plot_png(trials, members, recommended, st: StudyConfig) -> bytes:
     import matplotlib.ticker
 
     x_key, y_key = "latency_ms_per_sample", "accuracy"
-    colours = {"fp32": "tab:blue", "bf16": "tab:orange", "fp16": "tab:green"}
-    markers = {32: "o", 8: "s", 4: "^"}
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    colours = {"eager": "tab:blue", "compile": "tab:purple", "onnxruntime": "tab:orange", "openvino": "tab:green"}
+    markers = {(32, "fp32"): "o", (32, "bf16"): "D", (32, "fp16"): "v", (8, "fp32"): "s", (8, "bf16"): "P"}
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
     seen = set()
     for t in trials:
         if t.state != TrialState.COMPLETE or "reused_from" in t.user_attrs:
@@ -200,7 +200,7 @@ def plot_png(trials, members, recommended, st: StudyConfig) -> bytes:
     ax.set_xlabel("latency per sample (ms, log scale)")
     ax.set_ylabel("validation accuracy")
     ax.set_title(f"study {st.name}: faded = infeasible")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.grid(alpha=0.3)
     buf = io.BytesIO()
     fig.tight_layout()

@@ -1,0 +1,90 @@
+"""PyTorch eager and torch.compile (inductor): quantization by torch's own quantizer."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from search.device import DTYPES, Capabilities
+from search.engines.base import BuildContext, Engine, Runner
+from search.errors import UnsupportedError
+from search.measure.footprint import serialized_mb
+from search.passes.precision import set_precision
+from search.passes.quantize import QuantPlan, plan, quantize
+
+
+def _save_exported(module: nn.Module, example: torch.Tensor, path: Path) -> list[Path]:
+    """A torch ExportedProgram (``torch.export.load(f).module()``); torch.ao's quantized
+    modules do not export, so those are saved as TorchScript (``torch.jit.load(f)``)."""
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        batch = torch.export.Dim("batch", min=1, max=4096)
+        program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+        torch.export.save(program, path / "model.pt2")
+        return [path / "model.pt2"]
+    except Exception:  # noqa: BLE001 - any export failure falls back to TorchScript
+        with torch.no_grad():
+            scripted = torch.jit.trace(module, example)
+        torch.jit.save(scripted, path / "model.torchscript.pt")
+        return [path / "model.torchscript.pt"]
+
+
+class EagerEngine(Engine):
+    name = "eager"
+    package = "torch"
+
+    def plan(self, bits: int, caps: Capabilities, precision: str) -> QuantPlan:
+        return plan(bits, caps, precision)
+
+    def _module(self, model: nn.Module, qplan: QuantPlan, ctx: BuildContext) -> nn.Module:
+        dtype = DTYPES[ctx.precision]
+        calibration = ctx.calibration.to(device=ctx.device, dtype=dtype)
+        return quantize(set_precision(model, ctx.precision, ctx.device), qplan, calibration).eval()
+
+    def _runner(self, module: nn.Module, ctx: BuildContext, settings: dict) -> Runner:
+        dtype = DTYPES[ctx.precision]
+        example = ctx.calibration[:2].to(device=ctx.device, dtype=dtype)
+        return Runner(
+            prepare=lambda x: x.to(device=ctx.device, dtype=dtype),
+            run=module,
+            to_torch=lambda y: y.float().cpu(),
+            size_mb=serialized_mb(module),
+            save=lambda path: _save_exported(module, example, path),
+            settings={"engine": self.name, "version": torch.__version__, "precision": ctx.precision} | settings,
+            module=module,
+        )
+
+    def build(self, model: nn.Module, qplan: QuantPlan, ctx: BuildContext) -> Runner:
+        return self._runner(self._module(model, qplan, ctx), ctx, {})
+
+
+class CompileEngine(EagerEngine):
+    """torch.compile with inductor. Compile time is recorded apart from steady-state
+    latency; inductor's on-disk caches make a repeated compile cheaper."""
+
+    name = "compile"
+
+    def plan(self, bits: int, caps: Capabilities, precision: str) -> QuantPlan:
+        if bits != 32:
+            raise UnsupportedError(
+                "engine",
+                f"compile with quant.bits={bits}: inductor cannot trace torch.ao quantized modules; "
+                "use engine=eager, onnxruntime or openvino for integer kernels",
+            )
+        return plan(bits, caps, precision)
+
+    def build(self, model: nn.Module, qplan: QuantPlan, ctx: BuildContext) -> Runner:
+        module = self._module(model, qplan, ctx)
+        mode = self.options.get("mode", "default")
+        compiled = torch.compile(module, mode=mode, dynamic=True)  # one graph for every batch size
+        x = ctx.calibration[:1].to(device=ctx.device, dtype=DTYPES[ctx.precision])
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            compiled(x)
+        compile_s = time.perf_counter() - t0
+        runner = self._runner(module, ctx, {"compile_mode": mode, "compile_s": compile_s})
+        runner.run = compiled
+        return runner
