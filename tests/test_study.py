@@ -153,6 +153,7 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, cache_dir):
         "quant.bits=32",
         "precision=fp32",
         "batch_size=4",
+        "engine=eager",
         "recover.lr=choice(0.001,1e12)",
         "recover.epochs=choice(1,2)",
     )
