@@ -21,6 +21,7 @@ from search.cache import atomic_write_text
 from search.config import Config
 from search.errors import ConfigError
 from search.report_table import trial_table
+from search.secrets import scrub
 from search.trial import evaluate_trial
 
 log = logging.getLogger("search")
@@ -36,7 +37,7 @@ def to_config(cfg: DictConfig) -> Config:
 
 def run(cfg: DictConfig, output_dir: Path | None = None) -> dict[str, Any]:
     result = evaluate_trial(to_config(cfg), cfg.model).to_dict()
-    result["config"] = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    result["config"] = scrub(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     if output_dir is not None:
         atomic_write_text(output_dir / "trial.json", json.dumps(result, indent=2, default=str))
     return result
@@ -46,15 +47,18 @@ def run_recorded(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dic
     """A job from another sweeper (Hydra's basic grid): evaluate, then record it in the study."""
     from search.study.record import record_external
     from search.study.space import build_space
+    from search.tracking import Tracker
 
-    study_cfg = to_config(cfg).study
+    typed = to_config(cfg)
     dists, _ = build_space(OmegaConf.to_container(cfg.space, resolve=True) or {}, [])
+    tracker = Tracker(typed.tracking, typed.study)
     try:
         result = run(cfg, output_dir)
     except Exception as exc:
-        record_external(cfg, study_cfg, dists, None, exc, overrides)
+        tracker.log_trial(record_external(cfg, typed.study, dists, None, exc, overrides), False)
         raise
-    record_external(cfg, study_cfg, dists, result, None, overrides)
+    frozen = record_external(cfg, typed.study, dists, result, None, overrides)
+    tracker.log_trial(frozen, False)
     return result
 
 

@@ -33,6 +33,12 @@ class EngineName(Enum):
     openvino = "openvino"
 
 
+class TrackingMode(Enum):
+    offline = "offline"  # written under dir, synced later with `wandb sync`
+    online = "online"  # falls back to offline, with one warning, when there is no key or no network
+    disabled = "disabled"
+
+
 class Importance(Enum):
     l2 = "l2"
     l1 = "l1"
@@ -130,6 +136,15 @@ class StudyConfig:
 
 
 @dataclass
+class TrackingConfig:
+    mode: TrackingMode = TrackingMode.offline
+    project: str = "infersearch"
+    entity: str | None = None
+    tags: list[str] = field(default_factory=list)
+    dir: str = "${study.output_dir}"  # W&B writes <dir>/wandb/offline-run-*
+
+
+@dataclass
 class Config:
     model: Any = MISSING
     prune: PruneConfig = field(default_factory=PruneConfig)
@@ -144,6 +159,7 @@ class Config:
     seed: int = 0
     cache_dir: str = "outputs/cache"
     study: StudyConfig = field(default_factory=StudyConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     space: dict[str, Any] = field(default_factory=dict)  # Hydra sweep grammar per key
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -11,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from search.errors import ConfigError
 from search.study.report import summary_text, write_report
 from search.study.storage import open_study
+from search.tracking import Tracker
 
 log = logging.getLogger("search.report")
 
@@ -26,7 +28,10 @@ def main(cfg: DictConfig) -> None:
     if not study.trials:
         log.error("study.name: study %r has no trials in this storage", st.name)
         sys.exit(2)
-    print(summary_text(write_report(study, st), st))
+    summary = write_report(study, st)
+    print(summary_text(summary, st))
+    model_dir = Path(st.output_dir) / "model"
+    Tracker(OmegaConf.to_object(cfg.tracking), st).log_study(study, summary, model_dir if model_dir.exists() else None)
 
 
 if __name__ == "__main__":

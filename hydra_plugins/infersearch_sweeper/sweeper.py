@@ -18,11 +18,13 @@ from optuna.trial import TrialState
 
 from search.config import StudyConfig
 from search.errors import ConfigError
+from search.secrets import mask_url
 from search.study.export import export_trial
 from search.study.record import FINISHED, failure_record, find_previous, reuse, success_record, tell
 from search.study.report import summary_text, write_report
 from search.study.space import build_space, grid, grid_size, override_line
-from search.study.storage import mask_url, open_study, storage_url
+from search.study.storage import open_study, storage_url
+from search.tracking import Tracker
 from search.trial import check
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class InfersearchSweeper(Sweeper):
         self.max_reuse_streak = max_reuse_streak
         self.config: DictConfig | None = None
         self.launcher = None
+        self.tracker: Tracker | None = None
         self.job_idx = 0
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
@@ -74,6 +77,7 @@ class InfersearchSweeper(Sweeper):
         if not dists:
             raise ConfigError("space", "the search space is empty: pick space=default or give choice(...) overrides")
         study = open_study(st, dists)
+        self.tracker = Tracker(OmegaConf.to_object(self.config.tracking), st)
         study.set_user_attr("space", {k: repr(d) for k, d in dists.items()})
         log.info(
             "study %r in %s: %d measured trials so far, budget %d",
@@ -100,12 +104,14 @@ class InfersearchSweeper(Sweeper):
                 break
         summary = write_report(study, st)
         log.info("\n%s", summary_text(summary, st))
+        model_dir = None
         if st.export and summary.recommended is not None:
             try:
-                path = export_trial(summary.recommended, Path(st.output_dir))
-                log.info("recommended model exported to %s (manifest.json says how to load it)", path)
+                model_dir = export_trial(summary.recommended, Path(st.output_dir))
+                log.info("recommended model exported to %s (manifest.json says how to load it)", model_dir)
             except Exception as exc:  # the study and its report stand; say why the file is missing
                 log.error("could not export the recommended model: %s: %s", type(exc).__name__, exc)
+        self.tracker.log_study(study, summary, model_dir)
         return summary
 
     def refusal(self, params: dict[str, Any]) -> ConfigError | None:
@@ -167,6 +173,7 @@ class InfersearchSweeper(Sweeper):
                 frozen = tell(study, trial, record)
                 on_front = frozen.number in {t.number for t in study.best_trials}
                 log.info("%s", trial_line(frozen, st, on_front))
+                self.tracker.log_trial(frozen, on_front)
             streak = 0
         for trial, first in dups:
             reuse(study, trial, study.get_trials(deepcopy=False)[first.number])

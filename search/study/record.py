@@ -7,6 +7,7 @@ applies it with ask/tell, a job launched by another sweeper with ``add_trial``.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -141,13 +142,15 @@ def record_external(
         if dist._contains(internal):
             params[key], used[key] = value, dist
     record = success_record(study, result, st, overrides) if exc is None else failure_record(exc, overrides)
+    uid = uuid.uuid4().hex
     frozen = optuna.trial.create_trial(
         state=record.state,
         values=record.values,
         params=params,
         distributions=used,
-        user_attrs=record.user_attrs | {"launched_by": "hydra basic sweeper"},
+        user_attrs=record.user_attrs | {"launched_by": "hydra basic sweeper", "uid": uid},
         constraints=record.constraints or None,
     )
     study.add_trial(frozen)
-    return frozen
+    # add_trial numbers the trial in storage; find it again (other jobs may be adding theirs)
+    return next(t for t in reversed(study.get_trials(deepcopy=False)) if t.user_attrs.get("uid") == uid)

@@ -84,13 +84,32 @@ def _member(t: FrozenTrial, st: StudyConfig) -> dict[str, Any]:
     }
 
 
+def trial_rows(study: optuna.Study, st: StudyConfig) -> list[dict[str, Any]]:
+    """One row per trial, as in trials.csv."""
+    numbers = {t.number for t in front(study)}
+    return [_row(t, numbers, st) for t in study.get_trials(deepcopy=False)]
+
+
+def front_rows(summary: Summary, st: StudyConfig) -> list[dict[str, Any]]:
+    """One flat row per front member: the rows of pareto.json."""
+    rows = []
+    for t in summary.front:
+        m = _member(t, st)
+        rows.append(
+            {"number": m["number"]}
+            | {f"param.{k}": v for k, v in m["params"].items()}
+            | {f"objective.{k}": v for k, v in m["values"].items()}
+            | {f"metric.{k}": v for k, v in m["metrics"].items()}
+        )
+    return rows
+
+
 def write_report(study: optuna.Study, st: StudyConfig, out_dir: str | Path | None = None) -> Summary:
     out = Path(out_dir or st.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     trials = study.get_trials(deepcopy=False)
     members = front(study)
-    numbers = {t.number for t in members}
-    rows = [_row(t, numbers, st) for t in trials]
+    rows = trial_rows(study, st)
     files = {"trials": out / "trials.csv", "pareto_json": out / "pareto.json", "pareto_csv": out / "pareto.csv"}
     atomic_write_text(files["trials"], _csv(rows))
     pareto = [_member(t, st) for t in members]

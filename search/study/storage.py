@@ -12,6 +12,7 @@ from optuna.samplers import BaseSampler
 
 from search.config import StudyConfig
 from search.errors import ConfigError
+from search.secrets import mask_url
 from search.study.space import grid
 
 
@@ -74,7 +75,7 @@ def open_study(
     except ConfigError:
         raise
     except Exception as exc:  # unreachable database, bad URL: one line, no traceback
-        raise ConfigError("study.storage", f"cannot open {mask_url(url)}: {type(exc).__name__}: {exc}") from exc
+        raise ConfigError("study.storage", mask_url(f"cannot open {url}: {type(exc).__name__}: {exc}")) from exc
     have = [d.name.lower() for d in study.directions]
     if have != directions(st):
         raise ConfigError(
@@ -82,10 +83,3 @@ def open_study(
             f"study {st.name!r} was created with directions {have}; use another study.name to change objectives",
         )
     return study
-
-
-def mask_url(url: str) -> str:
-    """Hide a password in a storage URL before it is printed."""
-    import re
-
-    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)

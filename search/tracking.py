@@ -1,0 +1,194 @@
+"""Weights & Biases, derived from the study: one run per measured trial, one run per sweep.
+
+optuna-integration's ``WeightsAndBiasesCallback`` is not used: it logs only
+``trial.params`` and the objective values from inside ``study.optimize``, while
+here trials are Hydra jobs told by the sweeper (or recorded by another
+sweeper's job) and each run carries the full config, every metric, the
+environment, per-epoch recovery history and front membership.
+"""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search.config import StudyConfig, TrackingConfig
+
+log = logging.getLogger(__name__)
+_warned: set[str] = set()
+
+
+def _value(x: Any) -> Any:
+    return getattr(x, "value", x)
+
+
+def _has_key(host: str) -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def _reachable(host: str, port: int, timeout: float = 2.0) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def resolve_mode(cfg: TrackingConfig) -> str:
+    """``online`` without a key or a network becomes ``offline`` with one warning, quickly."""
+    mode = _value(cfg.mode)
+    if mode != "online":
+        return mode
+    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    reason = "no W&B API key" if not _has_key(host) else None if _reachable(host, port) else f"{host} unreachable"
+    if reason is None:
+        return "online"
+    if reason not in _warned:
+        _warned.add(reason)
+        log.warning("tracking.mode=online but %s: logging offline; upload later with `wandb sync`", reason)
+    return "offline"
+
+
+def run_id(study: str, number: int) -> str:
+    """Stable and unique per study and trial: a re-run never duplicates an old trial's run."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", f"{study}-trial-{number:05d}")[:120]
+
+
+class Tracker:
+    def __init__(self, cfg: TrackingConfig, st: StudyConfig) -> None:
+        self.cfg, self.st = cfg, st
+        self.mode = resolve_mode(cfg)
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "disabled"
+
+    def _init(self, **kwargs: Any):
+        import wandb
+
+        Path(self.cfg.dir).mkdir(parents=True, exist_ok=True)
+        return wandb.init(
+            mode=self.mode,
+            project=self.cfg.project,
+            entity=self.cfg.entity,
+            tags=list(self.cfg.tags),
+            dir=self.cfg.dir,
+            group=self.st.name,
+            reinit="create_new",
+            settings=wandb.Settings(silent=True, console="off", save_code=False, x_disable_stats=True),
+            **kwargs,
+        )
+
+    def _safely(self, what: str, fn, *args) -> None:
+        if not self.enabled:
+            return
+        try:
+            fn(*args)
+        except Exception as exc:  # tracking never fails the study
+            log.warning("W&B: could not log %s: %s: %s", what, type(exc).__name__, exc)
+
+    def log_trial(self, trial: FrozenTrial, on_front: bool) -> None:
+        self._safely(f"trial {trial.number}", self._log_trial, trial, on_front)
+
+    def _log_trial(self, trial: FrozenTrial, on_front: bool) -> None:
+        ua = trial.user_attrs
+        run = self._init(
+            id=run_id(self.st.name, trial.number),
+            name=f"{self.st.name}-trial-{trial.number}",
+            job_type="trial",
+            config={"params": dict(trial.params), **(ua.get("config") or {})},
+        )
+        for epoch, loss in enumerate((ua.get("history") or {}).get("recover_loss", [])):
+            run.log({"recover/epoch": epoch, "recover/loss": loss})
+        env = ua.get("env") or {}
+        run.summary.update(
+            {
+                **(ua.get("metrics") or {}),
+                "trial": trial.number,
+                "state": trial.state.name,
+                "on_front": on_front,
+                "feasible": all(v <= 0 for v in trial.constraints.values()),
+                "constraints": dict(trial.constraints),
+                "hypervolume": ua.get("hypervolume"),
+                "kernels": "emulated" if env.get("emulated") else "real",
+                "env": {k: env.get(k) for k in ("device", "device_name", "torch", "threads", "engine", "passes")},
+                "baseline": ua.get("baseline") or {},
+                "error": ua.get("error", ""),
+            }
+        )
+        run.finish()
+
+    def log_study(self, study: optuna.Study, summary, model_dir: Path | None) -> None:
+        self._safely("the study run", self._log_study, study, summary, model_dir)
+
+    def _log_study(self, study: optuna.Study, summary, model_dir: Path | None) -> None:
+        import wandb
+
+        from search.study.report import front_rows, trial_rows
+
+        run = self._init(name=f"{self.st.name}-study", job_type="study", config={"study": self.st.name})
+        measured = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("measured")]
+        for t in measured:
+            if t.state == TrialState.COMPLETE:
+                run.log({"trial": t.number, "hypervolume": t.user_attrs.get("hypervolume", 0.0)})
+        trials = _table(trial_rows(study, self.st))
+        log_items = {"trials": trials, "pareto_front": _table(front_rows(summary, self.st))}
+        if "metric.latency_ms_per_sample" in trials.columns:
+            log_items["accuracy_vs_latency"] = wandb.plot.scatter(
+                trials, "metric.latency_ms_per_sample", "metric.accuracy", title="accuracy against latency per sample"
+            )
+        run.log(log_items)
+        rec = summary.recommended
+        run.summary.update(
+            {
+                "n_trials": summary.n_trials,
+                "n_failed": summary.n_failed,
+                "front_size": len(summary.front),
+                "recommendation": {"trial": rec.number, "rule": summary.rule, **rec.user_attrs.get("params", {})}
+                if rec
+                else None,
+            }
+        )
+        if model_dir is not None and (model_dir / "manifest.json").exists():
+            import json
+
+            manifest = json.loads((model_dir / "manifest.json").read_text())
+            artifact = wandb.Artifact(
+                re.sub(r"[^A-Za-z0-9_.-]", "-", f"{self.st.name}-recommended"),
+                type="model",
+                metadata={k: manifest[k] for k in ("format", "trial", "params", "metrics", "config", "files")},
+            )
+            artifact.add_dir(str(model_dir))
+            run.log_artifact(artifact)
+        run.finish()
+
+
+def _table(rows: list[dict[str, Any]]):
+    import wandb
+
+    columns: list[str] = []
+    for r in rows:
+        columns += [c for c in r if c not in columns]
+    data = [[_cell(r.get(c)) for c in columns] for r in rows]
+    return wandb.Table(columns=columns or ["empty"], data=data, allow_mixed_types=True)
+
+
+def _cell(v: Any) -> Any:
+    if v == "" or v is None:
+        return None
+    return v if isinstance(v, (int, float, str, bool)) else str(v)
