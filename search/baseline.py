@@ -49,10 +49,16 @@ class Baseline:
         return model.eval()
 
 
+def baseline_key(task: Task) -> str:
+    """Content hash of everything that determines the trained baseline. A user's own
+    checkpoint belongs in ``Task.spec`` as its file hash, so a new checkpoint is a new key."""
+    return content_hash({"spec": task.spec, "recipe": task.recipe.__dict__})
+
+
 def get_baseline(task: Task, cache: TensorCache) -> Baseline:
     """Train on first use; later calls (any process) load the cached weights."""
     t0 = time.perf_counter()
-    key = content_hash({"spec": task.spec, "recipe": task.recipe.__dict__})
+    key = baseline_key(task)
 
     seed = int(task.spec.get("seed", 0))
 

@@ -133,6 +133,12 @@ class StudyConfig:
     recommend: Rule = Rule.fastest
     export: bool = True  # save the recommended variant in its engine's format under output_dir/model
     max_failure_rate: float = 1.0  # stop when failed/measured exceeds this (after 5 trials)
+    timeout: float | None = None  # seconds: no new trial starts after this (a time budget beside n_trials)
+    # A run's recommendation is "worse" than the previous run's when any objective of it is worse than the
+    # stored previous value by more than this share of that value (metric -> relative tolerance).
+    regression_tolerance: dict[str, float] = field(
+        default_factory=lambda: {"accuracy": 0.005, "latency_ms_per_sample": 0.15}
+    )
 
 
 @dataclass

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,12 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.trial import TrialState
 
+from search.baseline import baseline_key, load_task
 from search.config import StudyConfig
 from search.errors import ConfigError
 from search.secrets import mask_url
 from search.study.export import export_trial
+from search.study.outcome import EXIT_OK, Outcome, check_model, conclude
 from search.study.record import FINISHED, failure_record, find_previous, reuse, success_record, tell
 from search.study.report import summary_text, write_report
 from search.study.space import build_space, grid, grid_size, override_line
@@ -64,12 +67,16 @@ class InfersearchSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         try:
-            return self._sweep(arguments)
+            outcome = self._sweep(arguments)
         except ConfigError as exc:
             log.error("%s", exc)
             sys.exit(2)
+        if outcome.code != EXIT_OK:
+            log.error("exit status %d: %s", outcome.code, outcome.message)
+            sys.exit(outcome.code)
+        return outcome
 
-    def _sweep(self, arguments: list[str]) -> Any:
+    def _sweep(self, arguments: list[str]) -> Outcome:
         assert self.config is not None and self.launcher is not None
         st: StudyConfig = OmegaConf.to_object(self.config.study)
         space_cfg = OmegaConf.to_container(self.config.space, resolve=True) or {}
@@ -77,6 +84,7 @@ class InfersearchSweeper(Sweeper):
         if not dists:
             raise ConfigError("space", "the search space is empty: pick space=default or give choice(...) overrides")
         study = open_study(st, dists)
+        check_model(study, baseline_key(load_task(self.config.model)), st)
         self.tracker = Tracker(OmegaConf.to_object(self.config.tracking), st)
         study.set_user_attr("space", {k: repr(d) for k, d in dists.items()})
         log.info(
@@ -88,9 +96,13 @@ class InfersearchSweeper(Sweeper):
         )
         size, streak = grid_size(dists), 0
         self._report_refusals(dists)
+        deadline = None if st.timeout is None else time.monotonic() + st.timeout
         while True:
             done = measured_count(study)
             if done >= st.n_trials:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                log.info("study.timeout of %ss reached: no new trials", st.timeout)
                 break
             if size is not None and len(evaluated_params(study)) >= size:
                 log.info("every one of the %d configurations of the space has been evaluated", size)
@@ -112,7 +124,7 @@ class InfersearchSweeper(Sweeper):
             except Exception as exc:  # the study and its report stand; say why the file is missing
                 log.error("could not export the recommended model: %s: %s", type(exc).__name__, exc)
         self.tracker.log_study(study, summary, model_dir)
-        return summary
+        return conclude(study, summary, st)
 
     def refusal(self, params: dict[str, Any]) -> ConfigError | None:
         """What the job would refuse before doing any work (device, precision, bit-width, ranges)."""
