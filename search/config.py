@@ -133,6 +133,8 @@ class StudyConfig:
     recommend: Rule = Rule.fastest
     export: bool = True  # save the recommended variant in its engine's format under output_dir/model
     max_failure_rate: float = 1.0  # stop when failed/measured exceeds this (after 5 trials)
+    heartbeat_interval: int = 10  # seconds between a running trial's heartbeats (SQL storages)
+    grace_period: int = 30  # a running trial silent this long is failed and retried once
     timeout: float | None = None  # seconds: no new trial starts after this (a time budget beside n_trials)
     # A run's recommendation is "worse" than the previous run's when any objective of it is worse than the
     # stored previous value by more than this share of that value (metric -> relative tolerance).

@@ -154,6 +154,7 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, cache_dir):
         "precision=fp32",
         "batch_size=4",
         "engine=eager",
+        "study.max_accuracy_drop=null",
         "recover.lr=choice(0.001,1e12)",
         "recover.epochs=choice(1,2)",
     )

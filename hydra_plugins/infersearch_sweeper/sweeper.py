@@ -3,18 +3,22 @@ configured launcher, and tells Optuna each result; at the end writes the report.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
+import optuna
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
+from optuna.storages._heartbeat import get_heartbeat_thread  # the thread study.optimize uses
 from optuna.trial import TrialState
 
 from search.baseline import baseline_key, load_task
@@ -23,7 +27,7 @@ from search.errors import ConfigError
 from search.secrets import mask_url
 from search.study.export import export_trial
 from search.study.outcome import EXIT_OK, Outcome, check_model, conclude
-from search.study.record import FINISHED, failure_record, find_previous, reuse, success_record, tell
+from search.study.record import FINISHED, failure_record, find_previous, in_flight, reuse, success_record, tell
 from search.study.report import summary_text, write_report
 from search.study.space import build_space, grid, grid_size, override_line
 from search.study.storage import open_study, storage_url
@@ -31,10 +35,20 @@ from search.tracking import Tracker
 from search.trial import check
 
 log = logging.getLogger(__name__)
+# ask/tell with Optuna's heartbeat is what this sweeper does on purpose; fail_stale_trials is "experimental"
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+warnings.filterwarnings("ignore", message="fail_stale_trials is experimental")
 
 
 def measured_count(study) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False, states=FINISHED) if t.user_attrs.get("measured"))
+
+
+def over_budget(study, trial, n_trials: int) -> bool:
+    """Exact budget across workers: a trial may start only if the measured trials plus the running
+    trials asked before it (lower numbers, any worker) leave it a place."""
+    earlier = [t for t in in_flight(study) if t.number < trial.number]
+    return measured_count(study) + len(earlier) >= n_trials
 
 
 def evaluated_params(study) -> set[tuple]:
@@ -98,9 +112,15 @@ class InfersearchSweeper(Sweeper):
         self._report_refusals(dists)
         deadline = None if st.timeout is None else time.monotonic() + st.timeout
         while True:
-            done = measured_count(study)
-            if done >= st.n_trials:
+            optuna.storages.fail_stale_trials(study)  # dead workers' trials: failed, then retried once
+            finished = measured_count(study)
+            if finished >= st.n_trials:
                 break
+            running = len(in_flight(study))  # other workers' trials: they may still fill the budget
+            if finished + running >= st.n_trials:
+                time.sleep(0.5)
+                continue
+            done = finished + running
             if deadline is not None and time.monotonic() >= deadline:
                 log.info("study.timeout of %ss reached: no new trials", st.timeout)
                 break
@@ -157,10 +177,30 @@ class InfersearchSweeper(Sweeper):
         pending: dict[tuple, Any] = {}
         for _ in range(n):
             trial = study.ask(dists)
+            if over_budget(study, trial, st.n_trials):  # another worker took the last place meanwhile
+                tell(
+                    study,
+                    trial,
+                    failure_record(RuntimeError("budget reached"), [], {"over_budget": True}, refused=True),
+                )
+                break
             key = tuple(sorted(trial.params.items()))
             previous = find_previous(study, trial.params)
             refused = None if previous is not None else self.refusal(trial.params)
-            if previous is not None:
+            busy = [t for t in in_flight(study, trial.params) if t.number != trial.number]
+            if previous is None and refused is None and busy:
+                tell(
+                    study,
+                    trial,
+                    failure_record(
+                        RuntimeError(f"in flight in trial {busy[0].number}"),
+                        [],
+                        {"in_flight_of": busy[0].number},
+                        refused=True,
+                    ),
+                )
+                streak += 1
+            elif previous is not None:
                 frozen = reuse(study, trial, previous)
                 log.info("%s", trial_line(frozen, st, False, f" (reused from trial {previous.number})"))
                 streak += 1
@@ -175,7 +215,10 @@ class InfersearchSweeper(Sweeper):
                 launch.append(trial)
         if launch:
             overrides = [[*fixed, *(override_line(k, v) for k, v in t.params.items())] for t in launch]
-            returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+            with contextlib.ExitStack() as beats:  # heartbeats while the jobs run (Optuna's own thread)
+                for t in launch:
+                    beats.enter_context(get_heartbeat_thread(t._trial_id, study._storage))
+                returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
             self.job_idx += len(launch)
             for trial, ov, ret in zip(launch, overrides, returns):
                 try:

@@ -109,10 +109,20 @@ FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 
 
 def find_previous(study: optuna.Study, params: Mapping[str, Any]) -> FrozenTrial | None:
+    """A finished trial with these params that this project told (a trial failed by the heartbeat,
+    whose worker died, carries no record and is retried instead of reused)."""
     for t in study.get_trials(deepcopy=False, states=FINISHED):
-        if t.params == params and "reused_from" not in t.user_attrs:
+        ua = t.user_attrs
+        told = ua.get("measured") or (ua.get("refused") and not {"in_flight_of", "over_budget"} & set(ua))
+        if t.params == params and told and "reused_from" not in ua:
             return t
     return None
+
+
+def in_flight(study: optuna.Study, params: Mapping[str, Any] | None = None) -> list[FrozenTrial]:
+    """Running trials (other workers'), optionally those with these params."""
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return [t for t in running if params is None or t.params == params]
 
 
 def record_external(

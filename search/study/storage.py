@@ -29,6 +29,24 @@ def storage_url(st: StudyConfig) -> str:
     return f"sqlite:///{out / 'study.db'}"
 
 
+def make_storage(url: str, st: StudyConfig) -> optuna.storages.BaseStorage | str:
+    """SQL URLs get Optuna's heartbeat: a trial whose worker died (SIGKILL, lost machine) is failed after
+    ``grace_period`` and retried once. ``journal:<path>`` (or a path ending in .log) is a journal file
+    for several processes on one machine; it has no heartbeat in Optuna."""
+    if url.startswith("journal:") or url.endswith(".log"):
+        from optuna.storages.journal import JournalFileBackend
+
+        path = Path(url.removeprefix("journal:").removeprefix("//"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    return optuna.storages.RDBStorage(
+        url,
+        heartbeat_interval=st.heartbeat_interval,
+        grace_period=st.grace_period,
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+    )
+
+
 def directions(st: StudyConfig) -> list[str]:
     return [_v(o.direction) for o in st.objectives]
 
@@ -67,7 +85,7 @@ def open_study(
     try:
         study = optuna.create_study(
             study_name=st.name,
-            storage=url,
+            storage=make_storage(url, st),
             directions=directions(st),
             sampler=sampler or make_sampler(st, dists),
             load_if_exists=True,

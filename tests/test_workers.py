@@ -1,0 +1,151 @@
+"""Dead workers and many workers on one study: SQLite, a journal file, a real PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tests.conftest import ROOT, TINY
+
+FAST = [
+    "engine=eager",
+    "precision=fp32",
+    "quant.bits=choice(32,8)",
+    "batch_size=choice(1,2,4,8)",
+    "prune.ratio=0.0",
+    "study.max_accuracy_drop=null",
+    "measure.min_repeats=6",
+    "measure.min_time_s=0.02",
+    "tracking=disabled",
+]
+
+
+def command(cache_dir: Path, name: str, storage: str, out: Path, *args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "search",
+        "-m",
+        *TINY,
+        *FAST,
+        f"cache_dir={cache_dir}",
+        f"study.name={name}",
+        f"study.storage={storage}",
+        f"study.output_dir={out}",
+        *args,
+    ]
+
+
+def env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+
+
+def measured(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.trials if t.user_attrs.get("measured")]
+
+
+def test_a_killed_worker_loses_nothing_and_the_rerun_completes_the_budget(tmp_path, cache_dir):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    cmd = command(
+        cache_dir,
+        "kill",
+        storage,
+        tmp_path / "out",
+        "study.n_trials=5",
+        "study.heartbeat_interval=1",
+        "study.grace_period=2",
+        "measure.min_time_s=0.3",
+    )
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    killed = False
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        try:
+            study = optuna.load_study(study_name="kill", storage=storage)
+        except KeyError:
+            continue
+        now = datetime.datetime.now()
+        running = [
+            t for t in study.trials if t.state == TrialState.RUNNING and (now - t.datetime_start).total_seconds() > 0.3
+        ]  # a launched job, not a reuse being told
+        if len(measured(study)) >= 1 and running:
+            proc.send_signal(signal.SIGKILL)  # mid-trial: no clean-up runs
+            proc.wait()
+            killed = True
+    assert killed, "the worker finished before it could be killed"
+    study = optuna.load_study(study_name="kill", storage=storage)
+    assert any(t.state == TrialState.RUNNING for t in study.trials)
+    time.sleep(3)  # past the grace period
+    rerun = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    study = optuna.load_study(study_name="kill", storage=storage)
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    done = [t for t in measured(study) if t.state == TrialState.COMPLETE]
+    assert len(done) == 5
+    stale = [t for t in study.trials if t.state == TrialState.FAIL and "measured" not in t.user_attrs]
+    assert len(stale) == 1  # the killed trial, failed by the heartbeat
+    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == stale[0].number]
+    assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
+
+
+def run_workers(cache_dir: Path, tmp_path: Path, name: str, storage: str, n: int = 3, budget: int = 6):
+    cmd = command(cache_dir, name, storage, tmp_path / name, f"study.n_trials={budget}", f"study.seed={0}")
+    procs = [
+        subprocess.Popen(
+            [*cmd[:-1], f"study.seed={i}"],
+            cwd=ROOT,
+            env=env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(n)
+    ]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs[0][-2000:]
+    study = optuna.load_study(
+        study_name=name,
+        storage=storage
+        if "journal" not in storage
+        else optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(storage.removeprefix("journal:"))
+        ),
+    )
+    runs = measured(study)
+    assert len(runs) == budget  # exactly the budget across all workers
+    assert all(t.state == TrialState.COMPLETE and t.user_attrs["metrics"] for t in runs)  # no result lost
+    params = [tuple(sorted(t.params.items())) for t in runs]
+    assert len(set(params)) == len(params)  # no parameter set measured twice
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    return study
+
+
+def test_three_workers_on_a_journal_file(tmp_path, cache_dir):
+    run_workers(cache_dir, tmp_path, "journal", f"journal:{tmp_path / 'study.log'}")
+
+
+def postgres_url() -> str | None:
+    url = os.environ.get("INFERSEARCH_TEST_POSTGRES")
+    if url:
+        return url
+    if os.environ.get("CI"):
+        pytest.fail("CI must provide a PostgreSQL server (INFERSEARCH_TEST_POSTGRES, set by .ci/run)")
+    pytest.skip("no PostgreSQL server: set INFERSEARCH_TEST_POSTGRES (bash .ci/postgres.sh starts one)")
+
+
+def test_three_workers_on_postgresql(tmp_path, cache_dir):
+    url = postgres_url()
+    name = f"pg-{uuid.uuid4().hex[:8]}"
+    study = run_workers(cache_dir, tmp_path, name, url)
+    assert study.trials[0].user_attrs["config"]["study"]["storage"] == url  # no password: it is in PGPASSWORD
