@@ -20,9 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 from search.cache import atomic_write_text
 from search.config import Config
 from search.errors import ConfigError
+from search.isolation import run_isolated
 from search.report_table import trial_table
 from search.secrets import scrub
-from search.trial import evaluate_trial
+from search.trial import check, trial_dict
 
 log = logging.getLogger("search")
 
@@ -36,7 +37,10 @@ def to_config(cfg: DictConfig) -> Config:
 
 
 def run(cfg: DictConfig, output_dir: Path | None = None) -> dict[str, Any]:
-    result = evaluate_trial(to_config(cfg), cfg.model).to_dict()
+    typed = to_config(cfg)
+    check(typed)  # refusals stay one clear line, before any process is started
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    result = run_isolated(trial_dict, typed, model_cfg) if typed.isolate else trial_dict(typed, model_cfg)
     result["config"] = scrub(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     if output_dir is not None:
         atomic_write_text(output_dir / "trial.json", json.dumps(result, indent=2, default=str))

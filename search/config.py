@@ -166,6 +166,7 @@ class Config:
     device: DeviceChoice = DeviceChoice.auto
     seed: int = 0
     cache_dir: str = "outputs/cache"
+    isolate: bool = True  # run each trial in a forked child: a crash fails the trial, not the study
     study: StudyConfig = field(default_factory=StudyConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     space: dict[str, Any] = field(default_factory=dict)  # Hydra sweep grammar per key

@@ -6,12 +6,13 @@ import re
 from typing import Any
 
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
+_QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd|pwd|sslpassword)=)[^&\s]+", re.I)
 _SECRET_KEYS = re.compile(r"(api[_-]?key|password|secret|token)", re.I)
 
 
 def mask_url(text: str) -> str:
-    """``postgresql://user:pw@host/db`` -> ``postgresql://user:***@host/db``."""
-    return _URL_PASSWORD.sub(r"\1***@", text)
+    """``postgresql://user:pw@host/db?password=pw`` -> ``postgresql://user:***@host/db?password=***``."""
+    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", text))
 
 
 def scrub(obj: Any) -> Any:

@@ -213,6 +213,11 @@ def evaluate_trial(cfg: Config, model_cfg: Any) -> TrialResult:
     )
 
 
+def trial_dict(cfg: Config, model_cfg: Any) -> dict[str, Any]:
+    """:func:`evaluate_trial` as plain data: what crosses from an isolated trial's process."""
+    return evaluate_trial(cfg, model_cfg).to_dict()
+
+
 def _finite(v: float) -> bool:
     return v == v and v not in (float("inf"), float("-inf"))
 

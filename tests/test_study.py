@@ -177,6 +177,7 @@ def test_joblib_launcher_with_two_jobs_loses_no_trial(tmp_path, cache_dir):
         "study.n_jobs=2",
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
+        "study.max_accuracy_drop=null",
         "precision=fp32",
         "measure.threads=1",
     )

@@ -37,7 +37,7 @@ from search.trial import check
 log = logging.getLogger(__name__)
 # ask/tell with Optuna's heartbeat is what this sweeper does on purpose; fail_stale_trials is "experimental"
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
-warnings.filterwarnings("ignore", message="fail_stale_trials is experimental")
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def measured_count(study) -> int:
@@ -218,10 +218,15 @@ class InfersearchSweeper(Sweeper):
             with contextlib.ExitStack() as beats:  # heartbeats while the jobs run (Optuna's own thread)
                 for t in launch:
                     beats.enter_context(get_heartbeat_thread(t._trial_id, study._storage))
-                returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+                try:
+                    returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+                except Exception as exc:  # a launcher worker died (segfault in a joblib worker, lost node)
+                    returns = [exc] * len(launch)
             self.job_idx += len(launch)
             for trial, ov, ret in zip(launch, overrides, returns):
                 try:
+                    if isinstance(ret, Exception):
+                        raise ret
                     record = success_record(study, ret.return_value, st, ov)
                 except Exception as exc:  # the job raised (or its result lacks an objective): a failed trial
                     record = failure_record(exc, ov)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,9 @@ from search.errors import ConfigError
 from search.secrets import mask_url
 from search.study.space import grid
 
+# The heartbeat, its retry callback and fail_stale_trials are marked experimental; this project relies on them.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
 
 def _v(x: Any) -> Any:
     return getattr(x, "value", x)
@@ -25,7 +29,13 @@ def storage_url(st: StudyConfig) -> str:
     if st.storage:
         return st.storage
     out = Path(st.output_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError("study.output_dir", f"{out} is not writable: {exc.strerror}") from exc
     return f"sqlite:///{out / 'study.db'}"
 
 

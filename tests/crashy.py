@@ -1,0 +1,39 @@
+"""A user model that really segfaults when asked to (ctypes reads address 0), for the crash tests."""
+
+from __future__ import annotations
+
+import ctypes
+
+import torch
+from torch import nn
+
+from models import Task
+from models.data import split_arrays, to_splits
+from models.task import TrainRecipe, classification_accuracy
+
+
+class Crashy(nn.Module):
+    def __init__(self, crash: bool) -> None:
+        super().__init__()
+        self.crash = crash
+        self.net = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 2))
+
+    def forward(self, x):
+        if self.crash and not self.training:
+            ctypes.string_at(0)  # SIGSEGV in native code, like a crashing engine kernel
+        return self.net(x)
+
+
+def task(crash: bool = False, seed: int = 0) -> Task:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(400, 2, generator=gen) * 2 - 1
+    y = (x[:, 0] > x[:, 1]).long()
+    return Task(
+        name="crashy",
+        build=lambda: Crashy(crash),
+        splits=to_splits(split_arrays(x.numpy(), y.numpy(), seed)),
+        loss=nn.functional.cross_entropy,
+        metric=classification_accuracy,
+        recipe=TrainRecipe(epochs=5, lr=1e-2, batch_size=32),
+        spec={"user": "crashy", "crash": crash, "seed": seed},
+    )
