@@ -149,3 +149,24 @@ def test_three_workers_on_postgresql(tmp_path, cache_dir):
     name = f"pg-{uuid.uuid4().hex[:8]}"
     study = run_workers(cache_dir, tmp_path, name, url)
     assert study.trials[0].user_attrs["config"]["study"]["storage"] == url  # no password: it is in PGPASSWORD
+
+
+def test_submitit_local_launcher_runs_the_trials_as_separate_jobs(tmp_path, cache_dir):
+    """submitit's local executor: the same code path as SLURM (hydra/launcher=submitit_slurm)."""
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    cmd = command(
+        cache_dir,
+        "slurm",
+        storage,
+        tmp_path / "out",
+        "study.n_trials=2",
+        "study.n_jobs=2",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=5",
+    )
+    proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    study = optuna.load_study(study_name="slurm", storage=storage)
+    runs = measured(study)
+    assert len(runs) == 2 and all(t.state == TrialState.COMPLETE for t in runs)
+    assert list((tmp_path / "out" / "jobs").rglob(".submitit"))  # submitit wrote its job folders
