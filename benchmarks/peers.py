@@ -1,0 +1,335 @@
+"""Peer tools against infersearch on one zoo model, same data, same machine, one run: Intel Neural
+Compressor 3.x int8 autotune, NNCF accuracy-controlled int8 on OpenVINO, ONNX Runtime static int8,
+and infersearch's own study. All are timed interleaved at batch 1 and 32 with the same thread count.
+
+    python benchmarks/peers.py [model=digits_cnn] [study.n_trials=30] [measure.min_time_s=4]
+
+Run from the repository root (the baseline cache is outputs/cache). Overrides are Hydra's and go to
+the study too. Needs `pip install neural-compressor-pt` (benchmark only). Prints a table and writes
+benchmarks/results/peers_<model>.json.
+
+Tuning time is what each tool needs to go from the trained fp32 model to a ready runner: INC's
+export + autotune + compile, NNCF's conversion + accuracy-controlled quantization + compile, ORT's
+export + quantize_static + session; for infersearch, the wall time of the whole study subprocess.
+The peers quantize the unpruned model; infersearch's pick is rebuilt from the study's front.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from models.task import Task
+from models.training import evaluate
+from search.__main__ import to_config
+from search.baseline import Baseline
+from search.cache import atomic_write_text
+from search.config import Config
+from search.device import capabilities
+from search.engines.onnx_export import export_onnx
+from search.measure.latency import measure_interleaved
+from search.report_table import table
+from search.trial import _batch as batch_of
+from search.trial import build
+
+ROOT = Path(__file__).resolve().parents[1]
+BATCHES = (1, 32)
+MAX_DROP = 1.0  # accuracy points, absolute, for every contestant
+CALIBRATION = 512  # training samples, as infersearch's quant.calibration_samples
+MIN_AGREEMENT = 0.95  # share of validation labels that must match PyTorch's before a contestant is timed
+COMPUTE_OPS = ("Convolution", "FullyConnected", "MatMul")  # OpenVINO CPU runtime layer types
+ORT_INT8_OPS = {"QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger", "MatMulInteger", "MatMulIntegerToFloat"}
+VERSIONS = ("torch", "onnxruntime", "openvino", "nncf", "neural-compressor-pt", "torchao")
+
+
+@dataclass
+class Contestant:
+    name: str
+    predict: Callable[[torch.Tensor], torch.Tensor]  # CPU batch -> CPU outputs (accuracy, agreement)
+    prepare: Callable[[torch.Tensor], Any]  # outside the timed region
+    run: Callable[[Any], Any]  # what is timed
+    tune_s: float
+    kernels: str
+    reference: torch.nn.Module  # the PyTorch model whose labels it must reproduce
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def labels(out: torch.Tensor) -> torch.Tensor:
+    return out.argmax(1) if out.dim() == 2 and out.shape[1] > 1 else (out.reshape(-1) > 0.5).long()
+
+
+def compose_cfg(overrides: list[str]) -> tuple[Config, DictConfig]:
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        dcfg = compose("config", overrides=["study.name=peers", *overrides])
+    return to_config(dcfg), dcfg
+
+
+def inc_peer(base: Baseline, calib: torch.Tensor) -> Contestant:
+    """INC 3.x autotune over its static int8 set (PT2E: torch.export -> X86InductorQuantizer, QDQ).
+    The QDQ model it returns is fake-quant; the real-int8 path INC documents for PT2E on CPU is
+    torch.compile with Inductor freezing, which lowers the QDQ pattern to oneDNN qconv/qlinear kernels.
+    Inductor's pattern counters are read afterwards to check that this lowering really happened."""
+    from neural_compressor.torch.export import export
+    from neural_compressor.torch.quantization import INT8StaticQuantConfig, TuningConfig, autotune
+    from torch._dynamo.utils import counters
+
+    logging.getLogger("neural_compressor").setLevel(logging.ERROR)
+    task, t0 = base.task, time.perf_counter()
+    dims = ({0: torch.export.Dim("batch", min=1, max=4096)},)
+    exported = export(base.fresh(), (calib[:32],), dynamic_shapes=dims)
+    tolerance = (MAX_DROP / 100) / base.val_accuracy  # INC's tolerable_loss is relative to the baseline
+    space = INT8StaticQuantConfig(act_sym=[True, False], act_algo=["kl", "minmax"])  # its int8 tuning set
+    tuning = TuningConfig(config_set=[space], tolerable_loss=tolerance)
+    qdq = autotune(
+        exported,
+        tuning,
+        eval_fn=lambda m: evaluate(m, task, task.splits.val),
+        run_fn=lambda m: [m(calib[i : i + 32]) for i in range(0, len(calib), 32)],
+        example_inputs=(calib[:32],),
+    )
+    compiled = torch.compile(qdq, dynamic=False)  # one static graph per batch size, all compiled below
+    layers = sum(isinstance(m, torch.nn.Conv2d | torch.nn.Linear) for m in base.model.modules())
+    lowered = {}
+    with torch._inductor.config.patch(freezing=True), torch.no_grad():  # calls outside reuse these graphs
+        for bs in BATCHES:
+            counters["inductor"].clear()
+            compiled(batch_of(task, bs))
+            lowered[bs] = sum(v for k, v in counters["inductor"].items() if k[0] == "q" and k.endswith("_lower_count"))
+        evaluate(compiled, task, task.splits.val)  # compiles the evaluation's shapes too
+    per_batch = ", ".join(f"{n}/{layers} at b{bs}" for bs, n in lowered.items())
+    kernels = f"real int8 (oneDNN via Inductor: {per_batch})" if all(lowered.values()) else f"NONE/partial: {per_batch}"
+    return Contestant(
+        "INC autotune + compile", compiled, lambda x: x, compiled, time.perf_counter() - t0, kernels, base.model
+    )
+
+
+def nncf_peer(base: Baseline, calib: torch.Tensor, threads: int) -> Contestant:
+    """NNCF post-training int8 with accuracy control (absolute max drop) on the OpenVINO model."""
+    import nncf
+    import openvino as ov
+
+    nncf.set_log_level(logging.ERROR)
+    task, t0 = base.task, time.perf_counter()
+    ov_model = ov.convert_model(base.fresh(), example_input=calib[:1])
+    ov_model.reshape({0: ov.PartialShape([-1, *calib.shape[1:]])})
+    val = task.splits.val
+
+    def validate(model: Any, items: Any) -> float:
+        xs, ys = zip(*items)  # NNCF may pass a subset
+        outs = [torch.from_numpy(np.array(model(x[None].numpy())[0])) for x in xs]
+        return task.metric(torch.cat(outs), torch.stack(ys))
+
+    with contextlib.redirect_stdout(io.StringIO()):  # progress bars
+        ov_model = nncf.quantize_with_accuracy_control(
+            ov_model,
+            nncf.Dataset([calib[i : i + 1].numpy() for i in range(len(calib))]),
+            nncf.Dataset(list(zip(val.x, val.y)), lambda item: item[0][None].numpy()),
+            validate,
+            max_drop=MAX_DROP / 100,
+            drop_type=nncf.DropType.ABSOLUTE,
+            subset_size=len(calib),
+        )
+    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+    compiled = ov.Core().compile_model(ov_model, "CPU", config)
+    request = compiled.create_infer_request()
+    infos = [op.get_rt_info() for op in compiled.get_runtime_model().get_ops()]
+    compute = [i["runtimePrecision"].astype(str) for i in infos if i["layerType"].astype(str) in COMPUTE_OPS]
+    int8 = sum(p in ("i8", "u8") for p in compute)
+    return Contestant(
+        "NNCF acc-control + OpenVINO",
+        lambda x: torch.from_numpy(np.array(request.infer({0: x.numpy()})[0])),
+        lambda x: np.ascontiguousarray(x.numpy()),
+        lambda x: request.infer({0: x})[0],
+        time.perf_counter() - t0,
+        f"real int8 ({int8}/{len(compute)} conv/fc ops in i8)" if int8 else "NONE: no int8 conv/fc at runtime",
+        base.model,
+        {"precision": compiled.get_property("INFERENCE_PRECISION_HINT").to_string()},
+    )
+
+
+def ort_peer(base: Baseline, calib: torch.Tensor, threads: int, workdir: Path) -> Contestant:
+    """ONNX Runtime quantize_static, QDQ, per-channel, calibrated on training data; unpruned fp32 model."""
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter([{"input": calib[i : i + 32].numpy()} for i in range(0, len(calib), 32)])
+
+        def get_next(self) -> dict | None:
+            return next(self.it, None)
+
+    t0 = time.perf_counter()
+    fp32 = export_onnx(base.fresh(), calib[:1], workdir / "ort.onnx")
+    quant_pre_process(str(fp32), str(workdir / "ort.prep.onnx"))
+    int8 = workdir / "ort.int8.onnx"
+    quantize_static(
+        str(workdir / "ort.prep.onnx"), str(int8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+    )  # fmt: skip
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(workdir / "ort.optimized.onnx")  # to check the fused int8 ops
+    session = ort.InferenceSession(str(int8), options, providers=["CPUExecutionProvider"])
+    nodes = onnx.load(options.optimized_model_filepath).graph.node
+    fused = sum(n.op_type in ORT_INT8_OPS for n in nodes)
+    layers = sum(isinstance(m, torch.nn.Conv2d | torch.nn.Linear) for m in base.model.modules())
+    return Contestant(
+        "ORT quantize_static",
+        lambda x: torch.from_numpy(session.run(None, {"input": x.numpy()})[0]),
+        lambda x: {"input": np.ascontiguousarray(x.numpy())},
+        lambda feed: session.run(None, feed)[0],
+        time.perf_counter() - t0,
+        f"real int8 ({fused}/{layers} conv/linear fused to int8 ops)" if fused else "NONE: QDQ left unfused",
+        base.model,
+    )
+
+
+def run_study(model: str, overrides: list[str], out: Path) -> tuple[list[dict], float]:
+    cmd = [sys.executable, "-m", "search", "-m", f"study.name=peers-{model}", f"study.output_dir={out}", *overrides]
+    print("study:", " ".join(cmd[1:]), flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0 or not (out / "pareto.json").exists():
+        sys.exit(f"study failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return json.loads((out / "pareto.json").read_text()), wall
+
+
+def pick(members: list[dict], bs: int) -> tuple[dict, str]:
+    """The fastest front member at this batch size within MAX_DROP; else the fastest per sample at any."""
+    ok = [m for m in members if m["metrics"].get("accuracy_drop", 1e9) <= MAX_DROP]
+    if not ok:
+        sys.exit(f"the study found no front member within {MAX_DROP} accuracy point")
+    same = [m for m in ok if m["params"]["batch_size"] == bs]
+    if same:
+        return min(same, key=lambda m: m["metrics"]["latency_ms_p50"]), "front member at this batch size"
+    best = min(ok, key=lambda m: m["metrics"]["latency_ms_per_sample"])
+    return best, f"no front member at batch {bs}: fastest per sample (chosen at batch {best['params']['batch_size']})"
+
+
+def ours(member: dict, why: str, overrides: list[str], tune_s: float) -> Contestant:
+    cfg, dcfg = compose_cfg([*overrides, *member["overrides"]])
+    b = build(cfg, dcfg.model)
+    p = member["params"]
+    kernels = f"{p['engine']}, {p['quant_bits']}-bit {p['precision']}, prune {p['prune_ratio']}"
+    info = {"trial": member["number"], "params": p, "overrides": member["overrides"], "chosen": why, "built": b}
+    kernels += " (EMULATED)" if b.qplan.emulated else ""
+    return Contestant("infersearch", b.runner, b.runner.prepare, b.runner.run, tune_s, kernels, b.reference, info)
+
+
+def checks(contestants: list[Contestant], task: Task, base_acc: float) -> dict[int, dict[str, float]]:
+    """Validation accuracy, its drop in points, and label agreement with the contestant's PyTorch model."""
+    out, x = {}, task.splits.val.x
+    for c in contestants:
+        val = c.info["built"].accuracy[0] if "built" in c.info else evaluate(c.predict, task, task.splits.val)
+        with torch.no_grad():
+            agree = (labels(c.predict(x)) == labels(c.reference(x))).float().mean().item()
+        out[id(c)] = {"accuracy": val, "drop": 100 * (base_acc - val), "agreement": agree}
+    return out
+
+
+def time_batch(cs: list[Contestant], checked: dict, task: Task, bs: int, m: Any) -> tuple[list, list]:
+    timed = [c for c in cs if checked[id(c)]["agreement"] >= MIN_AGREEMENT]
+    x = batch_of(task, bs)
+    fns = {c.name: (lambda run, native: lambda: run(native))(c.run, c.prepare(x)) for c in timed}
+    stats = measure_interleaved(fns, bs, "cpu", m.warmup, m.min_repeats, m.min_time_s, m.rounds)
+    rows, results = [], []
+    for c in cs:
+        st, ck = stats.get(c.name), checked[id(c)]
+        speedup = stats["fp32 eager"].p50_ms / st.p50_ms if st else None
+        within = ck["drop"] <= MAX_DROP + 1e-9
+        shown = (st.p50_ms, f"{speedup:.3g}x") if st else ("not timed: outputs disagree", "-")
+        rows.append([c.name, bs, *shown, ck["drop"], "yes" if within else "NO", ck["agreement"], c.tune_s, c.kernels])
+        results.append(
+            {
+                "contestant": c.name,
+                "batch_size": bs,
+                "latency": st.to_dict() if st else None,
+                "speedup_vs_fp32_eager": speedup,
+                "val_accuracy": ck["accuracy"],
+                "accuracy_drop_points": ck["drop"],
+                "within_max_drop": within,
+                "label_agreement": ck["agreement"],
+                "tuning_s": c.tune_s,
+                "kernels": c.kernels,
+                **{k: v for k, v in c.info.items() if k != "built"},
+            }
+        )
+    return rows, results
+
+
+def machine_info(threads: int, load_start: tuple[float, ...]) -> dict[str, Any]:
+    versions = {}
+    for pkg in VERSIONS:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[pkg] = importlib.metadata.version(pkg)
+    load = {"start": load_start, "end": os.getloadavg()}  # 1/5/15-min load: other work on the machine skews timings
+    return {"cpu": capabilities("cpu").name, "threads": threads, "loadavg": load, "versions": versions}
+
+
+def main(overrides: list[str]) -> dict:
+    load_start = os.getloadavg()
+    cfg, dcfg = compose_cfg(overrides)
+    fp32 = build(cfg, dcfg.model)  # the unpruned fp32 eager baseline, default config
+    base, task, threads = fp32.base, fp32.task, torch.get_num_threads()
+    calib = task.splits.train.x[:CALIBRATION]
+    eager = Contestant("fp32 eager", fp32.runner, fp32.runner.prepare, fp32.runner.run, 0.0, "fp32", base.model)
+    with tempfile.TemporaryDirectory(prefix="peers-") as tmp:
+        peers = [inc_peer(base, calib), nncf_peer(base, calib, threads)]
+        peers.append(ort_peer(base, calib, threads, Path(tmp)))
+        members, study_s = run_study(task.name, overrides, Path(tmp) / "study")
+    ours_by_trial: dict[int, Contestant] = {}
+    contestants: dict[int, list[Contestant]] = {}
+    for bs in BATCHES:
+        member, why = pick(members, bs)
+        if member["number"] not in ours_by_trial:
+            ours_by_trial[member["number"]] = ours(member, why, overrides, study_s)
+        contestants[bs] = [eager, *peers, ours_by_trial[member["number"]]]
+    checked = checks([eager, *peers, *ours_by_trial.values()], task, base.val_accuracy)
+    rows, results = [], []
+    for bs, cs in contestants.items():
+        r, res = time_batch(cs, checked, task, bs, cfg.measure)
+        rows, results = rows + r, results + res
+    machine = machine_info(threads, load_start)
+    print(f"\n{task.name} on {machine['cpu']}, {threads} threads, load average {machine['loadavg']['end'][0]:.2f}; "
+          f"fp32 val accuracy {base.val_accuracy:.4f}")  # fmt: skip
+    head = ["contestant", "batch", "p50 ms", "speed-up vs fp32", "acc drop (pts)", f"<= {MAX_DROP} pt"]
+    print(table([*head, "label agree", "tuning s", "kernels / config"], rows))
+    out = {
+        "model": task.name,
+        "machine": machine,
+        "max_drop_points": MAX_DROP,
+        "baseline_val_accuracy": base.val_accuracy,
+        "study_trials": cfg.study.n_trials,
+        "measure": vars(cfg.measure),
+        "results": results,
+    }
+    path = ROOT / "benchmarks" / "results" / f"peers_{task.name}.json"
+    atomic_write_text(path, json.dumps(out, indent=2, default=str))
+    print(f"written: {path.relative_to(ROOT)}")
+    return out
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
