@@ -69,7 +69,12 @@ def load_table() -> dict[tuple, dict]:
         if "reused_from" in t.user_attrs or t.state not in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
             continue
         key = tuple(sorted(t.params.items()))
-        table_[key] = {"state": t.state, "values": t.values, "constraints": dict(t.constraints)}
+        table_[key] = {
+            "state": t.state,
+            "values": t.values,
+            "constraints": dict(t.constraints),
+            "rejected": bool(t.user_attrs.get("rejected")),
+        }
     return table_
 
 
@@ -95,12 +100,19 @@ def replay(sampler_name: str, seed: int, dists, table_, budget: int, settings: d
     )
     sampler = settings.get("sampler") or make_sampler(st, dists)
     study = optuna.create_study(directions=DIRS, sampler=sampler)
-    seen, found, history, asks = set(), [], [], 0
-    while len(history) < budget and asks < 50 * budget:
-        asks += 1
+    seen, found, history, streak = set(), [], [], 0
+    while len(history) < budget and streak < 100:  # the sweeper's max_reuse_streak
+        streak += 1
         trial = study.ask(dists)
         key = tuple(sorted(trial.params.items()))
         row = table_.get(key)
+        if row is not None and row["rejected"]:  # rejected early: its accuracy was measured, budget spent
+            study.tell(trial, state=TrialState.PRUNED)
+            if key not in seen:
+                seen.add(key)
+                history.append(list(found))
+                streak = 0
+            continue
         if row is None or row["state"] != TrialState.COMPLETE:
             study.tell(trial, state=TrialState.PRUNED)  # refused (or failed) up front: no budget
             continue
@@ -110,10 +122,11 @@ def replay(sampler_name: str, seed: int, dists, table_, budget: int, settings: d
         if key in seen:
             continue  # reused: no budget
         seen.add(key)
+        streak = 0
         if all(v <= 0 for v in row["constraints"].values()):
             found.append(row["values"])
         history.append(list(found))
-        if len(seen) == len([r for r in table_.values() if r["state"] == TrialState.COMPLETE]):
+        if len(seen) == len([r for r in table_.values() if r["state"] == TrialState.COMPLETE or r["rejected"]]):
             break
     while len(history) < budget:
         history.append(list(found))

@@ -36,11 +36,12 @@ def to_config(cfg: DictConfig) -> Config:
     return typed
 
 
-def run(cfg: DictConfig, output_dir: Path | None = None) -> dict[str, Any]:
+def run(cfg: DictConfig, output_dir: Path | None = None, early: bool = False) -> dict[str, Any]:
     typed = to_config(cfg)
     check(typed)  # refusals stay one clear line, before any process is started
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    result = run_isolated(trial_dict, typed, model_cfg) if typed.isolate else trial_dict(typed, model_cfg)
+    args = (trial_dict, typed, model_cfg, early)
+    result = run_isolated(*args) if typed.isolate else trial_dict(*args[1:])
     result["config"] = scrub(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     if output_dir is not None:
         atomic_write_text(output_dir / "trial.json", json.dumps(result, indent=2, default=str))
@@ -72,7 +73,7 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
     output_dir = Path(hc.runtime.output_dir)
     if hc.mode == RunMode.MULTIRUN:
         if hc.sweeper._target_.endswith("InfersearchSweeper"):
-            return run(cfg, output_dir)  # the sweeper records a raised error as a failed trial
+            return run(cfg, output_dir, early=True)  # the sweeper records a raised error as a failed trial
         return run_recorded(cfg, output_dir, list(hc.overrides.task))
     try:
         result = run(cfg, output_dir)

@@ -15,9 +15,17 @@ from search.errors import ConfigError
 
 
 class Precision(Enum):
-    fp32 = "fp32"
+    fp32 = "fp32"  # true fp32: TF32 is switched off explicitly on CUDA
     bf16 = "bf16"
     fp16 = "fp16"
+    tf32 = "tf32"  # fp32 tensors, TF32 tensor-core matmuls and convolutions (CUDA, Ampere and newer)
+
+
+class QuantScheme(Enum):
+    auto = "auto"  # CPU: static int8 (activations too); CUDA: int8 dynamic activations, int4 weight-only
+    dynamic = "dynamic"  # CUDA int8: dynamic int8 activations x int8 weights
+    weight_only = "weight_only"  # CUDA int8 or int4 weights, activations in the float precision
+    float8 = "float8"  # CUDA float8 (e4m3) dynamic activations x weights, where the GPU has fp8 (sm_89+)
 
 
 class DeviceChoice(Enum):
@@ -87,6 +95,7 @@ class RecoverConfig:
 @dataclass
 class QuantConfig:
     bits: int = 32  # 32: float weights; 8: int8 kernels; 4: int4 (real where the device has it)
+    scheme: QuantScheme = QuantScheme.auto
     calibration_samples: int = 512
 
 
@@ -133,6 +142,9 @@ class StudyConfig:
     recommend: Rule = Rule.fastest
     export: bool = True  # save the recommended variant in its engine's format under output_dir/model
     max_failure_rate: float = 1.0  # stop when failed/measured exceeds this (after 5 trials)
+    confirm: bool = True  # re-measure the front side by side, with more repeats, before recommending
+    early_rejection: bool = True  # stop a trial whose subset accuracy clearly misses max_accuracy_drop
+    early_subset: float = 0.3  # share of the validation split checked first
     heartbeat_interval: int = 10  # seconds between a running trial's heartbeats (SQL storages)
     grace_period: int = 30  # a running trial silent this long is failed and retried once
     timeout: float | None = None  # seconds: no new trial starts after this (a time budget beside n_trials)

@@ -17,7 +17,7 @@ import torch
 
 from search.errors import UnsupportedError
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "tf32": torch.float32}
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class Capabilities:
     precisions: tuple[str, ...]
     int8_kernel: bool  # real int8 conv/linear kernels exist
     int4_kernel: bool  # real int4 weight-only kernels exist
+    float8_kernel: bool = False  # real float8 matmuls exist (sm_89 and newer, with torchao)
     notes: dict = field(default_factory=dict)
 
     def check_precision(self, precision: str) -> None:
@@ -79,7 +80,7 @@ def _cpu_name() -> str:
 
 
 def _cpu_capabilities() -> Capabilities:
-    precisions = tuple(p for p, dt in DTYPES.items() if _runs(dt, "cpu"))
+    precisions = tuple(p for p, dt in DTYPES.items() if p != "tf32" and _runs(dt, "cpu"))
     engines = torch.backends.quantized.supported_engines
     return Capabilities(
         device="cpu",
@@ -94,6 +95,7 @@ def _cpu_capabilities() -> Capabilities:
 def _cuda_capabilities() -> Capabilities:
     major, minor = torch.cuda.get_device_capability()
     precisions = ["fp32", "fp16"] + (["bf16"] if torch.cuda.is_bf16_supported() else [])
+    precisions += ["tf32"] if major >= 8 else []
     has_torchao = importlib.util.find_spec("torchao") is not None
     return Capabilities(
         device="cuda",
@@ -101,10 +103,15 @@ def _cuda_capabilities() -> Capabilities:
         precisions=tuple(precisions),
         int8_kernel=has_torchao,
         int4_kernel=has_torchao and major >= 8,
+        float8_kernel=has_torchao and (major, minor) >= (8, 9),
         notes={"compute_capability": f"{major}.{minor}", "torchao": has_torchao},
     )
 
 
-def synchronize(device: str) -> None:
+def set_tf32(device: str, precision: str) -> bool:
+    """TF32 on only when asked for (precision=tf32): never silently under fp32. Returns the setting."""
+    enabled = device == "cuda" and precision == "tf32"
     if device == "cuda":
-        torch.cuda.synchronize()
+        torch.backends.cuda.matmul.allow_tf32 = enabled
+        torch.backends.cudnn.allow_tf32 = enabled
+    return enabled

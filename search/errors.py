@@ -15,3 +15,7 @@ class ConfigError(ValueError):
 
 class UnsupportedError(ConfigError):
     """A combination the current device or backend cannot run: refused before any work."""
+
+
+class TrialRejected(RuntimeError):
+    """Stopped early: accuracy on a validation subset already rules out the accuracy constraint."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
 import platform
 import tempfile
@@ -14,13 +15,14 @@ from typing import Any
 
 import torch
 
-from models.task import Task
+from models.task import Split, Task
 from models.training import evaluate
 from search.baseline import Baseline, get_baseline, load_task
 from search.cache import TensorCache
 from search.config import Config, validate
-from search.device import capabilities, resolve
+from search.device import capabilities, resolve, set_tf32
 from search.engines import BuildContext, Runner, get_engine
+from search.errors import TrialRejected
 from search.measure.agreement import check as check_agreement
 from search.measure.footprint import peak_memory_mb, serialized_mb
 from search.measure.latency import measure_interleaved
@@ -51,6 +53,7 @@ def params_of(cfg: Config) -> dict[str, Any]:
         "prune_ratio": cfg.prune.ratio,
         "prune_importance": _value(cfg.prune.importance),
         "quant_bits": cfg.quant.bits,
+        "quant_scheme": _value(cfg.quant.scheme),
         "precision": _value(cfg.precision),
         "batch_size": cfg.batch_size,
         "engine": _value(cfg.engine),
@@ -87,7 +90,7 @@ def check(cfg: Config) -> tuple[str, Any, Any]:
     precision = _value(cfg.precision)
     caps.check_precision(precision)
     engine = get_engine(_value(cfg.engine), mode=cfg.compile.mode)
-    return device, engine, engine.plan(cfg.quant.bits, caps, precision)
+    return device, engine, engine.plan(cfg.quant.bits, caps, precision, _value(cfg.quant.scheme))
 
 
 @dataclass
@@ -110,9 +113,29 @@ class Built:
         return self.base.task
 
 
-def build(cfg: Config, model_cfg: Any, sw: _Stopwatch | None = None) -> Built:
+def reject_early(runner: Runner, base: Baseline, cfg: Config) -> None:
+    """Raise TrialRejected when accuracy on a validation subset is below the baseline's on the same
+    subset by more than the allowed drop plus three standard errors: the full split cannot save it."""
+    limit = cfg.study.max_accuracy_drop
+    if limit is None:
+        return
+    val = base.task.splits.val
+    n = max(32, int(len(val) * cfg.study.early_subset))
+    subset = Split(val.x[:n], val.y[:n])
+    acc, ref = evaluate(runner, base.task, subset), evaluate(base.model, base.task, subset)
+    noise = 300 * math.sqrt(max(acc * (1 - acc), 1 / n) / n)  # 3 standard errors, in points
+    drop = 100 * (ref - acc)
+    if drop > limit + noise:
+        raise TrialRejected(
+            f"accuracy on {n} validation samples is {drop:.2f} points below the baseline's "
+            f"(limit {limit} + {noise:.2f} noise): cannot meet study.max_accuracy_drop; latency not measured"
+        )
+
+
+def build(cfg: Config, model_cfg: Any, sw: _Stopwatch | None = None, early: bool = False) -> Built:
     """prune -> recover -> engine (export, quantize, precision), then accuracy and agreement."""
     device, engine, qplan = check(cfg)
+    set_tf32(device, _value(cfg.precision))
     threads = threads_for(cfg)
     torch.set_num_threads(threads)
     cache = TensorCache(cfg.cache_dir)
@@ -132,6 +155,8 @@ def build(cfg: Config, model_cfg: Any, sw: _Stopwatch | None = None) -> Built:
         ctx = BuildContext(device, _value(cfg.precision), threads, task.splits.train.x[:n], Path(workdir.name))
         runner = engine.build(model, qplan, ctx)
     with sw("accuracy"):
+        if early and cfg.study.early_rejection:
+            reject_early(runner, base, cfg)
         probe = task.splits.val.x[:256]
         exact = qplan.bits == 32 and ctx.precision == "fp32"
         agreed = check_agreement(reference(probe), runner(probe), exact)
@@ -142,10 +167,11 @@ def build(cfg: Config, model_cfg: Any, sw: _Stopwatch | None = None) -> Built:
     return Built(runner, reference, base, qplan, prune_hit, losses, (before, after), (val, test), agreed, workdir)
 
 
-def evaluate_trial(cfg: Config, model_cfg: Any) -> TrialResult:
-    """Build the variant ``cfg`` describes and measure it beside the fp32 eager baseline."""
+def evaluate_trial(cfg: Config, model_cfg: Any, early: bool = False) -> TrialResult:
+    """Build the variant ``cfg`` describes and measure it beside the fp32 eager baseline.
+    ``early``: in a study, reject a trial that clearly misses the accuracy constraint (reject_early)."""
     sw = _Stopwatch()
-    b = build(cfg, model_cfg, sw)
+    b = build(cfg, model_cfg, sw, early)
     runner, base = b.runner, b.base
     device = resolve(_value(cfg.device))
     caps = capabilities(device)
@@ -198,7 +224,7 @@ def evaluate_trial(cfg: Config, model_cfg: Any) -> TrialResult:
         "passes": {
             "prune": {"applied": cfg.prune.ratio > 0, "kernel": "real", "cache_hit": b.prune_hit},
             "quantize": {"applied": b.qplan.bits != 32, "method": b.qplan.method, "kernel": b.qplan.kernel},
-            "precision": {"dtype": precision, "kernel": "real"},
+            "precision": {"dtype": precision, "kernel": "real", "tf32": set_tf32(device, precision)},
         },
         "emulated": b.qplan.emulated,
         "baseline_cache_hit": base.cache_hit,
@@ -213,9 +239,9 @@ def evaluate_trial(cfg: Config, model_cfg: Any) -> TrialResult:
     )
 
 
-def trial_dict(cfg: Config, model_cfg: Any) -> dict[str, Any]:
+def trial_dict(cfg: Config, model_cfg: Any, early: bool = False) -> dict[str, Any]:
     """:func:`evaluate_trial` as plain data: what crosses from an isolated trial's process."""
-    return evaluate_trial(cfg, model_cfg).to_dict()
+    return evaluate_trial(cfg, model_cfg, early).to_dict()
 
 
 def _finite(v: float) -> bool:

@@ -36,6 +36,7 @@ def test_cli_writes_a_valid_trial_json(tmp_path, cache_dir):
         "prune_ratio": 0.5,
         "prune_importance": "l2",
         "quant_bits": 8,
+        "quant_scheme": "auto",
         "precision": "fp32",
         "batch_size": 8,
         "engine": "eager",
@@ -58,7 +59,7 @@ def test_cli_writes_a_valid_trial_json(tmp_path, cache_dir):
     ("override", "key", "allowed"),
     [
         ("prune.ratio=1.5", "prune.ratio", "0 to 0.9"),
-        ("precision=fp64", "precision", "fp32, bf16, fp16"),
+        ("precision=fp64", "precision", "fp32, bf16, fp16, tf32"),
         ("batch_size=0", "batch_size", "positive"),
         ("quant.bits=3", "quant.bits", "32, 8, 4"),
         ("model=nope", "model", "digits_cnn"),

@@ -14,7 +14,7 @@ from tests.test_study import load, sweep
 SINGLE = [
     ("prune.ratio=1.5", 2, "prune.ratio: 1.5 is out of range; allowed: 0 to 0.9"),
     ("prune.ratio=-0.1", 2, "prune.ratio: -0.1 is out of range"),
-    ("precision=fp64", 1, "Invalid value 'fp64', expected one of [fp32, bf16, fp16]"),
+    ("precision=fp64", 1, "Invalid value 'fp64', expected one of [fp32, bf16, fp16, tf32]"),
     ("batch_size=0", 2, "batch_size: 0 must be a positive integer"),
     ("batch_size=abc", 1, "Value 'abc' of type 'str' could not be converted to Integer"),
     ("quant.bits=3", 2, "quant.bits: 3 is not supported; allowed: 32, 8, 4"),

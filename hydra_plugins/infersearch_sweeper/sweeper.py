@@ -25,8 +25,10 @@ from search.baseline import baseline_key, load_task
 from search.config import StudyConfig
 from search.errors import ConfigError
 from search.secrets import mask_url
+from search.study.confirm import confirm_front
 from search.study.export import export_trial
 from search.study.outcome import EXIT_OK, Outcome, check_model, conclude
+from search.study.pareto import front
 from search.study.record import FINISHED, failure_record, find_previous, in_flight, reuse, success_record, tell
 from search.study.report import summary_text, write_report
 from search.study.space import build_space, grid, grid_size, override_line
@@ -134,6 +136,11 @@ class InfersearchSweeper(Sweeper):
             if self._failing(study, st):
                 log.error("more than %.0f%% of measured trials failed: stopping the sweep", 100 * st.max_failure_rate)
                 break
+        if st.confirm and front(study):
+            try:
+                confirm_front(study)
+            except Exception as exc:  # the first measurements stand; say why they were not confirmed
+                log.warning("could not confirm the front: %s: %s", type(exc).__name__, exc)
         summary = write_report(study, st)
         log.info("\n%s", summary_text(summary, st))
         model_dir = None

@@ -77,7 +77,7 @@ class Engine(ABC):
             return "unknown"
 
     @abstractmethod
-    def plan(self, bits: int, caps: Capabilities, precision: str) -> QuantPlan:
+    def plan(self, bits: int, caps: Capabilities, precision: str, scheme: str = "auto") -> QuantPlan:
         """How ``bits`` runs in this engine on this device, or raise UnsupportedError."""
 
     @abstractmethod

@@ -31,7 +31,7 @@ class OnnxRuntimeEngine(Engine):
     package = "onnxruntime"
     extra = None  # a core dependency: about 30 MB next to torch's several hundred
 
-    def plan(self, bits: int, caps: Capabilities, precision: str) -> QuantPlan:
+    def plan(self, bits: int, caps: Capabilities, precision: str, scheme: str = "auto") -> QuantPlan:
         self.require()
         if precision != "fp32":
             raise UnsupportedError(
@@ -39,6 +39,8 @@ class OnnxRuntimeEngine(Engine):
             )
         if bits == 32:
             return QuantPlan(32, "none", "none")
+        if scheme != "auto":
+            raise UnsupportedError("quant.scheme", f"{scheme} on onnxruntime: quantize_static is static (scheme=auto)")
         if bits == 8:
             return QuantPlan(8, "onnxruntime-quantize_static-qdq-int8", "real")
         raise UnsupportedError("quant.bits", f"{bits} on onnxruntime: allowed 32, 8")

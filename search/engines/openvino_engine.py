@@ -34,15 +34,17 @@ class OpenVinoEngine(Engine):
     package = "openvino"
     extra = "openvino"
 
-    def plan(self, bits: int, caps: Capabilities, precision: str) -> QuantPlan:
+    def plan(self, bits: int, caps: Capabilities, precision: str, scheme: str = "auto") -> QuantPlan:
         self.require()
         if caps.device != "cpu":
             raise UnsupportedError("engine", "openvino runs on the CPU here; use device=cpu")
         have = _cpu_capabilities()
-        if _CAPABILITY[precision] not in have:
+        if _CAPABILITY.get(precision) not in have:
             raise UnsupportedError("precision", f"{precision} on openvino: this CPU offers {', '.join(have)}")
         if bits == 32:
             return QuantPlan(32, "none", "none")
+        if scheme != "auto":
+            raise UnsupportedError("quant.scheme", f"{scheme} on openvino: NNCF quantizes statically (scheme=auto)")
         if bits == 8:
             try:
                 import nncf  # noqa: F401

@@ -36,8 +36,8 @@ class EagerEngine(Engine):
     name = "eager"
     package = "torch"
 
-    def plan(self, bits: int, caps: Capabilities, precision: str) -> QuantPlan:
-        return plan(bits, caps, precision)
+    def plan(self, bits: int, caps: Capabilities, precision: str, scheme: str = "auto") -> QuantPlan:
+        return plan(bits, caps, precision, scheme)
 
     def _module(self, model: nn.Module, qplan: QuantPlan, ctx: BuildContext) -> nn.Module:
         dtype = DTYPES[ctx.precision]
@@ -67,14 +67,14 @@ class CompileEngine(EagerEngine):
 
     name = "compile"
 
-    def plan(self, bits: int, caps: Capabilities, precision: str) -> QuantPlan:
+    def plan(self, bits: int, caps: Capabilities, precision: str, scheme: str = "auto") -> QuantPlan:
         if bits != 32:
             raise UnsupportedError(
                 "engine",
                 f"compile with quant.bits={bits}: inductor cannot trace torch.ao quantized modules; "
                 "use engine=eager, onnxruntime or openvino for integer kernels",
             )
-        return plan(bits, caps, precision)
+        return plan(bits, caps, precision, scheme)
 
     def build(self, model: nn.Module, qplan: QuantPlan, ctx: BuildContext) -> Runner:
         module = self._module(model, qplan, ctx)

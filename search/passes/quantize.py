@@ -33,22 +33,39 @@ class QuantPlan:
         return self.kernel == "emulated"
 
 
-def plan(bits: int, caps: Capabilities, precision: str) -> QuantPlan:
-    """Decide how ``bits`` runs on this device, or refuse before any work starts."""
+def plan(bits: int, caps: Capabilities, precision: str, scheme: str = "auto") -> QuantPlan:
+    """Decide how ``bits`` (and ``scheme``) run on this device, or refuse before any work starts."""
     if bits == 32:
         return QuantPlan(32, "none", "none")
     if caps.device == "cpu":
-        if bits == 8:
-            if not caps.int8_kernel:
-                raise UnsupportedError("quant.bits", "8 needs torch's x86/fbgemm quantized engine, absent here")
-            if precision != "fp32":
-                raise UnsupportedError(
-                    "precision",
-                    f"{precision} with quant.bits=8 on cpu: int8 kernels take fp32 input; use precision=fp32",
-                )
-            return QuantPlan(8, "torch-x86-static-int8", "real")
-        return QuantPlan(bits, f"fake-quant-int{bits}-weights", "emulated")
+        return _plan_cpu(bits, caps, precision, scheme)
+    return _plan_cuda(bits, caps, precision, scheme)
+
+
+def _plan_cpu(bits: int, caps: Capabilities, precision: str, scheme: str) -> QuantPlan:
+    if scheme != "auto" and bits == 8:
+        raise UnsupportedError("quant.scheme", f"{scheme} runs on cuda; on cpu int8 is static (scheme=auto)")
+    if bits == 8:
+        if not caps.int8_kernel:
+            raise UnsupportedError("quant.bits", "8 needs torch's x86/fbgemm quantized engine, absent here")
+        if precision != "fp32":
+            raise UnsupportedError(
+                "precision", f"{precision} with quant.bits=8 on cpu: int8 kernels take fp32 input; use precision=fp32"
+            )
+        return QuantPlan(8, "torch-x86-static-int8", "real")
+    return QuantPlan(bits, f"fake-quant-int{bits}-weights", "emulated")
+
+
+def _plan_cuda(bits: int, caps: Capabilities, precision: str, scheme: str) -> QuantPlan:
+    if scheme == "float8":
+        if bits != 8 or not caps.float8_kernel:
+            raise UnsupportedError(
+                "quant.scheme", f"float8 needs quant.bits=8 and an sm_89+ GPU with torchao ({caps.name})"
+            )
+        return QuantPlan(8, "torchao-float8-dynamic", "real")
     if bits == 8 and caps.int8_kernel:
+        if scheme == "weight_only":
+            return QuantPlan(8, "torchao-int8-weight-only", "real")
         return QuantPlan(8, "torchao-int8-dynamic-act-int8-weight", "real")
     if bits == 4 and caps.int4_kernel:
         if precision != "bf16":
@@ -84,14 +101,17 @@ def _x86_static_int8(model: nn.Module, qplan: QuantPlan, calibration: torch.Tens
 
 
 def _torchao(model: nn.Module, qplan: QuantPlan, calibration: torch.Tensor) -> nn.Module:
-    from torchao.quantization import (
-        Int4WeightOnlyConfig,
-        Int8DynamicActivationInt8WeightConfig,
-        quantize_,
-    )
+    """torchao's quantize_ swaps nn.Linear weights for quantized tensors with CUDA kernels;
+    convolutions stay in the float precision (recorded by the method name)."""
+    import torchao.quantization as tq
 
-    config = Int8DynamicActivationInt8WeightConfig() if qplan.bits == 8 else Int4WeightOnlyConfig(group_size=32)
-    quantize_(model, config)
+    configs = {
+        "torchao-int8-dynamic-act-int8-weight": lambda: tq.Int8DynamicActivationInt8WeightConfig(),
+        "torchao-int8-weight-only": lambda: tq.Int8WeightOnlyConfig(),
+        "torchao-int4-weight-only": lambda: tq.Int4WeightOnlyConfig(group_size=32),
+        "torchao-float8-dynamic": lambda: tq.Float8DynamicActivationFloat8WeightConfig(),
+    }
+    tq.quantize_(model, configs[qplan.method]())
     return model
 
 
@@ -112,6 +132,8 @@ _METHODS = {
     "torch-x86-static-int8": _x86_static_int8,
     "torchao-int8-dynamic-act-int8-weight": _torchao,
     "torchao-int4-weight-only": _torchao,
+    "torchao-int8-weight-only": _torchao,
+    "torchao-float8-dynamic": _torchao,
     "fake-quant": _fake_quant,
 }
 

@@ -52,12 +52,40 @@ def hypervolume(values: Sequence[Sequence[float]], directions: Sequence[str], re
     return float(compute_hypervolume(inside, ref))
 
 
-def recommend(members: Sequence[FrozenTrial], rule: Rule | str, directions: Sequence[str]) -> tuple[FrozenTrial, str]:
+def confirmed_front(
+    study: optuna.Study, confirmation: dict[str, Any], objectives: Sequence[Any]
+) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+    """The front over feasible complete trials, each valued by its side-by-side confirmed
+    measurement where it has one; and the first-measured members that this moved off it."""
+    first = front(study)
+    if not confirmation:
+        return first, []
+    candidates = [t for t in complete_values(study) if feasible(t) and "reused_from" not in t.user_attrs]
+    dirs = [getattr(o.direction, "value", o.direction) for o in objectives]
+    losses = {t.number: _losses([objective_values(t, confirmation, objectives)], dirs)[0] for t in candidates}
+
+    def dominated(n: int) -> bool:
+        return any(np.all(losses[m] <= losses[n]) and np.any(losses[m] < losses[n]) for m in losses if m != n)
+
+    keep = [t for t in candidates if not dominated(t.number)]
+    kept = {t.number for t in keep}
+    return keep, [t for t in first if t.number not in kept]
+
+
+def objective_values(t: FrozenTrial, confirmation: dict[str, Any], objectives: Sequence[Any]) -> list[float]:
+    """The trial's objective values, with side-by-side confirmed measurements where there are some."""
+    confirmed = confirmation.get(str(t.number), {})
+    return [confirmed.get(o.metric, v) for o, v in zip(objectives, t.values)]
+
+
+def recommend(
+    members: Sequence[FrozenTrial], rule: Rule | str, directions: Sequence[str], values: Sequence[Sequence[float]]
+) -> tuple[FrozenTrial, str]:
     """One configuration from the feasible front, and the rule that chose it."""
     if not members:
         raise ValueError("no feasible trial on the front")
     rule = getattr(rule, "value", rule)
-    losses = _losses([t.values for t in members], directions)
+    losses = _losses(values, directions)
     if rule == Rule.fastest.value:
         i = int(np.argmin(losses[:, -1]))
         return members[i], "fastest feasible front member (lowest last objective) within the constraints"

@@ -18,7 +18,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from search.config import StudyConfig
-from search.errors import ConfigError
+from search.errors import ConfigError, TrialRejected
 from search.study.pareto import complete_values, feasible, hypervolume, is_finite, reference_point
 from search.study.storage import directions
 
@@ -68,8 +68,10 @@ def failure_record(
     exc: BaseException, overrides: list[str], attrs: Mapping[str, Any] | None = None, refused: bool = False
 ) -> Record:
     """A trial that raised is FAIL. One refused up front (a combination the device cannot
-    run) did no work: it is PRUNED, which TPE counts among the bad trials and so stops
+    run) did no work, and one rejected early (it cannot meet the accuracy constraint) stopped
+    before its latency: both are PRUNED, which TPE counts among the bad trials and so stops
     proposing, where it would ignore a FAIL and propose the same combination again."""
+    rejected = isinstance(exc, TrialRejected)
     return Record(
         None,
         user_attrs=dict(attrs or {})
@@ -78,8 +80,9 @@ def failure_record(
             "refused": refused,
             "measured": not refused,
             "overrides": overrides,
-        },
-        state=TrialState.PRUNED if refused else TrialState.FAIL,
+        }
+        | ({"rejected": True} if rejected else {}),
+        state=TrialState.PRUNED if refused or rejected else TrialState.FAIL,
     )
 
 

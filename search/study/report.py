@@ -15,7 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search.cache import atomic_write_bytes, atomic_write_text
 from search.config import StudyConfig
 from search.report_table import table
-from search.study.pareto import feasible, front, recommend
+from search.study.pareto import confirmed_front, feasible, objective_values, recommend
 from search.study.storage import directions
 
 PARAM_COLUMNS = ("prune_ratio", "quant_bits", "precision", "batch_size", "engine")
@@ -31,11 +31,12 @@ class Summary:
     n_infeasible: int
     front: list[FrozenTrial]
     recommended: FrozenTrial | None
+    moved: list[FrozenTrial]  # first-measured front members that the side-by-side confirmation dominated
     rule: str
     files: dict[str, Path]
 
 
-def _row(t: FrozenTrial, on_front: set[int], st: StudyConfig) -> dict[str, Any]:
+def _row(t: FrozenTrial, on_front: set[int], st: StudyConfig, confirmation: dict[str, Any]) -> dict[str, Any]:
     ua = t.user_attrs
     row: dict[str, Any] = {
         "number": t.number,
@@ -52,6 +53,7 @@ def _row(t: FrozenTrial, on_front: set[int], st: StudyConfig) -> dict[str, Any]:
         row[f"objective.{o.metric}"] = v
     row |= {f"metric.{k}": v for k, v in (ua.get("metrics") or {}).items()}
     row |= {f"constraint.{k}": v for k, v in t.constraints.items()}
+    row |= {f"confirmed.{k}": v for k, v in confirmation.get(str(t.number), {}).items()}
     row["hypervolume"] = ua.get("hypervolume", "")
     row["emulated"] = (ua.get("env") or {}).get("emulated", "")
     row["error"] = ua.get("error", "")
@@ -84,10 +86,16 @@ def _member(t: FrozenTrial, st: StudyConfig) -> dict[str, Any]:
     }
 
 
+def current_front(study: optuna.Study, st: StudyConfig) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+    """The feasible front, after the side-by-side confirmation when the study has one: (front, moved off)."""
+    return confirmed_front(study, study.user_attrs.get("confirmation", {}), st.objectives)
+
+
 def trial_rows(study: optuna.Study, st: StudyConfig) -> list[dict[str, Any]]:
     """One row per trial, as in trials.csv."""
-    numbers = {t.number for t in front(study)}
-    return [_row(t, numbers, st) for t in study.get_trials(deepcopy=False)]
+    numbers = {t.number for t in current_front(study, st)[0]}
+    confirmation = study.user_attrs.get("confirmation", {})
+    return [_row(t, numbers, st, confirmation) for t in study.get_trials(deepcopy=False)]
 
 
 def front_rows(summary: Summary, st: StudyConfig) -> list[dict[str, Any]]:
@@ -108,17 +116,23 @@ def write_report(study: optuna.Study, st: StudyConfig, out_dir: str | Path | Non
     out = Path(out_dir or st.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     trials = study.get_trials(deepcopy=False)
-    members = front(study)
+    members, moved = current_front(study, st)
+    confirmation = study.user_attrs.get("confirmation", {})
     rows = trial_rows(study, st)
     files = {"trials": out / "trials.csv", "pareto_json": out / "pareto.json", "pareto_csv": out / "pareto.csv"}
     atomic_write_text(files["trials"], _csv(rows))
-    pareto = [_member(t, st) for t in members]
+    pareto = [_member(t, st) | {"confirmed": confirmation.get(str(t.number))} for t in members]
     atomic_write_text(files["pareto_json"], json.dumps(pareto, indent=2, default=str))
     atomic_write_text(files["pareto_csv"], _csv([r for r in rows if r["on_front"]]))
     recommended, rule = None, "no feasible configuration"
     if members:
-        recommended, rule = recommend(members, st.recommend, directions(st))
-        rec = _member(recommended, st) | {"rule": rule, "study": st.name}
+        values = [objective_values(t, confirmation, st.objectives) for t in members]
+        recommended, rule = recommend(members, st.recommend, directions(st), values)
+        rec = _member(recommended, st) | {
+            "rule": rule,
+            "study": st.name,
+            "confirmed": confirmation.get(str(recommended.number)),
+        }
         files["recommendation"] = out / "recommendation.json"
         atomic_write_text(files["recommendation"], json.dumps(rec, indent=2, default=str))
     files["plot"] = out / "pareto.png"
@@ -133,6 +147,7 @@ def write_report(study: optuna.Study, st: StudyConfig, out_dir: str | Path | Non
         n_infeasible=sum(t.state == TrialState.COMPLETE and not feasible(t) for t in trials),
         front=members,
         recommended=recommended,
+        moved=moved,
         rule=rule,
         files=files,
     )
@@ -165,6 +180,11 @@ def summary_text(summary: Summary, st: StudyConfig) -> str:
         f"Pareto front ({len(summary.front)} feasible, non-dominated; * = recommended):",
         front_table(summary, st) if summary.front else "  (empty: no feasible configuration)",
     ]
+    if summary.moved:
+        lines.append(
+            "moved off the front when re-measured side by side: "
+            + ", ".join(f"trial {t.number}" for t in summary.moved)
+        )
     if summary.recommended is not None:
         lines.append(f"recommended: trial {summary.recommended.number} ({summary.rule})")
         lines.append("  " + " ".join(summary.recommended.user_attrs.get("overrides", [])))

@@ -1,0 +1,64 @@
+"""Pareto confirmation: before recommending, re-measure the front's latencies side by side.
+
+Each front member was timed once, at its own moment, on a machine whose speed drifts. Here all
+members are rebuilt from their stored configs (cached steps are reused) and
+timed in the same interleaved rounds, with more repeats, per batch size. The confirmed figures are
+stored in the study (``confirmation`` user attribute); the report recomputes the front with them and
+says which members moved off it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import optuna
+from omegaconf import OmegaConf
+from optuna.trial import FrozenTrial
+
+from search.config import Config
+from search.measure.latency import measure_interleaved
+from search.study.pareto import front
+
+log = logging.getLogger(__name__)
+
+
+def confirm_front(study: optuna.Study, rounds_factor: int = 2, time_factor: float = 3.0) -> dict[str, Any]:
+    from search.trial import _batch, build
+
+    members = front(study)
+    by_batch: dict[int, list[FrozenTrial]] = {}
+    for t in members:
+        by_batch.setdefault(int(t.user_attrs["params"]["batch_size"]), []).append(t)
+    confirmed: dict[str, Any] = {}
+    for bs, trials in by_batch.items():
+        fns, cfg = {}, None
+        for t in trials:
+            stored = OmegaConf.merge(OmegaConf.structured(Config), dict(t.user_attrs["config"]))
+            cfg = OmegaConf.to_object(stored)
+            built = build(cfg, stored.model)
+            native = built.runner.prepare(_batch(built.task, bs))
+            fns[str(t.number)] = (lambda run, x: lambda: run(x))(built.runner.run, native)
+        m = cfg.measure
+        device = trials[0].user_attrs["env"]["device"]
+        stats = measure_interleaved(
+            fns,
+            bs,
+            device,
+            m.warmup,
+            m.min_repeats * rounds_factor,
+            m.min_time_s * time_factor,
+            m.rounds * rounds_factor,
+        )
+        for t in trials:
+            metrics = stats[str(t.number)].as_metrics()
+            before = t.user_attrs["metrics"]["latency_ms_per_sample"]
+            confirmed[str(t.number)] = metrics | {"ratio_to_first": metrics["latency_ms_per_sample"] / before}
+    study.set_user_attr("confirmation", confirmed)
+    moved = [n for n, c in confirmed.items() if abs(c["ratio_to_first"] - 1) > 0.1]
+    log.info(
+        "confirmed %d front members side by side; latency moved by more than 10%% for: %s",
+        len(confirmed),
+        ", ".join(moved) or "none",
+    )
+    return confirmed
