@@ -118,14 +118,14 @@ class InfersearchSweeper(Sweeper):
             finished = measured_count(study)
             if finished >= st.n_trials:
                 break
+            if deadline is not None and time.monotonic() >= deadline:
+                log.info("study.timeout of %ss reached: no new trials", st.timeout)
+                break
             running = len(in_flight(study))  # other workers' trials: they may still fill the budget
             if finished + running >= st.n_trials:
                 time.sleep(0.5)
                 continue
             done = finished + running
-            if deadline is not None and time.monotonic() >= deadline:
-                log.info("study.timeout of %ss reached: no new trials", st.timeout)
-                break
             if size is not None and len(evaluated_params(study)) >= size:
                 log.info("every one of the %d configurations of the space has been evaluated", size)
                 break
