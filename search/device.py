@@ -104,8 +104,29 @@ def _cuda_capabilities() -> Capabilities:
         int8_kernel=has_torchao,
         int4_kernel=has_torchao and major >= 8,
         float8_kernel=has_torchao and (major, minor) >= (8, 9),
-        notes={"compute_capability": f"{major}.{minor}", "torchao": has_torchao},
+        notes={
+            "compute_capability": f"{major}.{minor}",
+            "torchao": has_torchao,
+            "cuda": torch.version.cuda,
+            **_gpu_clocks(),
+        },
     )
+
+
+def _gpu_clocks() -> dict:
+    """SM clock and driver, recorded with every GPU trial (through NVML, when torch can reach it)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
+        return {
+            "sm_clock_mhz": pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM),
+            "max_sm_clock_mhz": pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM),
+            "driver": pynvml.nvmlSystemGetDriverVersion(),
+        }
+    except Exception:  # noqa: BLE001 - NVML missing or not permitted: the clocks are simply not recorded
+        return {}
 
 
 def set_tf32(device: str, precision: str) -> bool:

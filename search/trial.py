@@ -214,6 +214,7 @@ def evaluate_trial(cfg: Config, model_cfg: Any, early: bool = False) -> TrialRes
     env = {
         "device": device,
         "device_name": caps.name,
+        "device_notes": caps.notes,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
