@@ -7,7 +7,7 @@ if ! command -v pg_ctlcluster >/dev/null; then
 fi
 version=$(ls /usr/lib/postgresql | sort -n | tail -1)
 pg_lsclusters -h | grep -q "^$version main" || pg_createcluster "$version" main >/dev/null
-pg_ctlcluster "$version" main start 2>/dev/null || true
+pg_ctlcluster "$version" main start >/dev/null 2>&1 || true
 for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 && break; sleep 1; done
 pg_isready -q -h 127.0.0.1
 su postgres -c "psql -q -c \"DROP DATABASE IF EXISTS infersearch_test\"" >/dev/null
