@@ -92,7 +92,8 @@ def test_a_killed_worker_loses_nothing_and_the_rerun_completes_the_budget(tmp_pa
     study = optuna.load_study(study_name="kill", storage=storage)
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
     done = [t for t in measured(study) if t.state == TrialState.COMPLETE]
-    assert len(done) == 5
+    states = [(t.number, t.state.name, t.user_attrs.get("error", "")[:120]) for t in study.trials]
+    assert len(done) == 5, states
     stale = [t for t in study.trials if t.state == TrialState.FAIL and "measured" not in t.user_attrs]
     assert len(stale) == 1  # the killed trial, failed by the heartbeat
     retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == stale[0].number]

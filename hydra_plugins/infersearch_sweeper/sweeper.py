@@ -29,7 +29,7 @@ from search.study.confirm import confirm_front
 from search.study.export import export_trial
 from search.study.outcome import EXIT_OK, Outcome, check_model, conclude
 from search.study.pareto import front
-from search.study.record import FINISHED, failure_record, find_previous, in_flight, reuse, success_record, tell
+from search.study.record import FINISHED, counts, failure_record, find_previous, in_flight, reuse, success_record, tell
 from search.study.report import summary_text, write_report
 from search.study.space import build_space, grid, grid_size, override_line
 from search.study.storage import open_study, storage_url
@@ -43,7 +43,7 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 
 
 def measured_count(study) -> int:
-    return sum(1 for t in study.get_trials(deepcopy=False, states=FINISHED) if t.user_attrs.get("measured"))
+    return sum(1 for t in study.get_trials(deepcopy=False, states=FINISHED) if counts(t))
 
 
 def over_budget(study, trial, n_trials: int) -> bool:

@@ -111,13 +111,25 @@ def reuse(study: optuna.Study, trial: optuna.Trial, previous: FrozenTrial) -> Fr
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 
 
+def told(t: FrozenTrial) -> bool:
+    """The sweeper recorded this trial's outcome. A worker killed after writing the record but before
+    ``tell`` leaves a success record on a trial the heartbeat failed: that one was not told."""
+    ua = t.user_attrs
+    return "measured" in ua and not (t.state == TrialState.FAIL and "error" not in ua)
+
+
+def counts(t: FrozenTrial) -> bool:
+    """The trial used budget: it was measured (completed, failed, or rejected early)."""
+    return told(t) and bool(t.user_attrs["measured"])
+
+
 def find_previous(study: optuna.Study, params: Mapping[str, Any]) -> FrozenTrial | None:
     """A finished trial with these params that this project told (a trial failed by the heartbeat,
     whose worker died, carries no record and is retried instead of reused)."""
     for t in study.get_trials(deepcopy=False, states=FINISHED):
         ua = t.user_attrs
-        told = ua.get("measured") or (ua.get("refused") and not {"in_flight_of", "over_budget"} & set(ua))
-        if t.params == params and told and "reused_from" not in ua:
+        reusable = counts(t) or (told(t) and ua.get("refused") and not {"in_flight_of", "over_budget"} & set(ua))
+        if t.params == params and reusable and "reused_from" not in ua:
             return t
     return None
 

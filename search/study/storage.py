@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -93,13 +95,7 @@ def open_study(
     """Create the study or continue it (``load_if_exists``); refuse a change of objectives."""
     url = storage_url(st)
     try:
-        study = optuna.create_study(
-            study_name=st.name,
-            storage=make_storage(url, st),
-            directions=directions(st),
-            sampler=sampler or make_sampler(st, dists),
-            load_if_exists=True,
-        )
+        study = _create(st, url, sampler or make_sampler(st, dists))
     except ConfigError:
         raise
     except Exception as exc:  # unreachable database, bad URL: one line, no traceback
@@ -111,3 +107,24 @@ def open_study(
             f"study {st.name!r} was created with directions {have}; use another study.name to change objectives",
         )
     return study
+
+
+def _create(st: StudyConfig, url: str, sampler: BaseSampler, attempts: int = 4) -> optuna.Study:
+    """Workers started together on a fresh database race to create Optuna's schema and the study;
+    the losers retry after a short, jittered wait and then find them made."""
+
+    def create() -> optuna.Study:
+        return optuna.create_study(
+            study_name=st.name,
+            storage=make_storage(url, st),
+            directions=directions(st),
+            sampler=sampler,
+            load_if_exists=True,
+        )
+
+    for _ in range(attempts - 1):
+        try:
+            return create()
+        except Exception:  # noqa: BLE001 - the last attempt below raises what it meets
+            time.sleep(0.5 + random.random())
+    return create()
