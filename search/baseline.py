@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +39,6 @@ class Baseline:
     val_accuracy: float
     test_accuracy: float
     cache_hit: bool
-    seconds: float
 
     def fresh(self) -> nn.Module:
         """An independent copy of the trained baseline (passes modify models in place)."""
@@ -57,7 +55,6 @@ def baseline_key(task: Task) -> str:
 
 def get_baseline(task: Task, cache: TensorCache) -> Baseline:
     """Train on first use; later calls (any process) load the cached weights."""
-    t0 = time.perf_counter()
     key = baseline_key(task)
 
     seed = int(task.spec.get("seed", 0))
@@ -87,5 +84,4 @@ def get_baseline(task: Task, cache: TensorCache) -> Baseline:
         val_accuracy=evaluate(model, task, task.splits.val),
         test_accuracy=evaluate(model, task, task.splits.test),
         cache_hit=hit,
-        seconds=time.perf_counter() - t0,
     )

@@ -167,6 +167,15 @@ def build(cfg: Config, model_cfg: Any, sw: _Stopwatch | None = None, early: bool
     return Built(runner, reference, base, qplan, prune_hit, losses, (before, after), (val, test), agreed, workdir)
 
 
+def rebuild(stored_config: dict[str, Any]) -> tuple[Config, Built]:
+    """A recorded trial's variant again, from the resolved config stored with it (cached steps reused)."""
+    from omegaconf import OmegaConf
+
+    merged = OmegaConf.merge(OmegaConf.structured(Config), stored_config)
+    typed = OmegaConf.to_object(merged)
+    return typed, build(typed, merged.model)
+
+
 def evaluate_trial(cfg: Config, model_cfg: Any, early: bool = False) -> TrialResult:
     """Build the variant ``cfg`` describes and measure it beside the fp32 eager baseline.
     ``early``: in a study, reject a trial that clearly misses the accuracy constraint (reject_early)."""

@@ -48,7 +48,6 @@ class Runner:
     size_mb: float
     save: Callable[[Path], list[Path]]
     settings: dict[str, Any] = field(default_factory=dict)
-    module: nn.Module | None = None  # the torch module, for engines that run one
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

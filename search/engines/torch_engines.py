@@ -54,7 +54,6 @@ class EagerEngine(Engine):
             size_mb=serialized_mb(module),
             save=lambda path: _save_exported(module, example, path),
             settings={"engine": self.name, "version": torch.__version__, "precision": ctx.precision} | settings,
-            module=module,
         )
 
     def build(self, model: nn.Module, qplan: QuantPlan, ctx: BuildContext) -> Runner:

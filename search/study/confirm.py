@@ -13,10 +13,8 @@ import logging
 from typing import Any
 
 import optuna
-from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial
 
-from search.config import Config
 from search.measure.latency import measure_interleaved
 from search.study.pareto import front
 
@@ -24,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def confirm_front(study: optuna.Study, rounds_factor: int = 2, time_factor: float = 3.0) -> dict[str, Any]:
-    from search.trial import _batch, build
+    from search.trial import _batch, rebuild
 
     members = front(study)
     by_batch: dict[int, list[FrozenTrial]] = {}
@@ -34,9 +32,7 @@ def confirm_front(study: optuna.Study, rounds_factor: int = 2, time_factor: floa
     for bs, trials in by_batch.items():
         fns, cfg = {}, None
         for t in trials:
-            stored = OmegaConf.merge(OmegaConf.structured(Config), dict(t.user_attrs["config"]))
-            cfg = OmegaConf.to_object(stored)
-            built = build(cfg, stored.model)
+            cfg, built = rebuild(dict(t.user_attrs["config"]))
             native = built.runner.prepare(_batch(built.task, bs))
             fns[str(t.number)] = (lambda run, x: lambda: run(x))(built.runner.run, native)
         m = cfg.measure

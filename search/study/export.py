@@ -10,11 +10,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial
 
 from search.cache import atomic_write_text
-from search.config import Config
 
 LOAD = {
     "onnx": (
@@ -48,11 +46,10 @@ def _sha256(path: Path) -> str:
 def export_trial(trial: FrozenTrial, out_dir: Path) -> Path:
     """Rebuild the trial's variant from its stored config (cached steps are reused) and
     save it to ``out_dir/model``; the folder is swapped in whole, never half-written."""
-    from search.trial import build
+    from search.trial import rebuild
 
     stored: dict[str, Any] = dict(trial.user_attrs["config"])
-    cfg = OmegaConf.merge(OmegaConf.structured(Config), stored)
-    built = build(OmegaConf.to_object(cfg), cfg.model)
+    _, built = rebuild(stored)
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".model-", dir=out_dir))
     files = built.runner.save(staging)
