@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from search.cache import atomic_write_text
 from search.config import Direction, ObjectiveConfig, SamplerName, StudyConfig
 from search.report_table import table
-from search.study.pareto import hypervolume
+from search.study.pareto import hypervolume, reference_point
 from search.study.space import build_space, grid_size
 from search.study.storage import make_sampler
 
@@ -34,6 +34,18 @@ RESULT = ROOT / "benchmarks" / "results" / "search_efficiency.json"
 DIRS = ["maximize", "minimize"]
 SEEDS = range(10)
 FRACTIONS = (0.1, 0.2, 0.4)
+OBJECTIVES = [
+    ObjectiveConfig("accuracy", Direction.maximize),
+    ObjectiveConfig("latency_ms_per_sample", Direction.minimize),
+]
+MAX_DROP = StudyConfig.max_accuracy_drop
+
+
+STARTUP_CANDIDATES = (3, 5, 10)
+
+
+def tpe(seed: int, n_startup: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=n_startup)
 
 
 def default_space():
@@ -74,6 +86,8 @@ def load_table() -> dict[tuple, dict]:
             "values": t.values,
             "constraints": dict(t.constraints),
             "rejected": bool(t.user_attrs.get("rejected")),
+            "baseline": t.user_attrs.get("baseline") or {},
+            "metrics": t.user_attrs.get("metrics") or {},
         }
     return table_
 
@@ -93,10 +107,7 @@ def replay(sampler_name: str, seed: int, dists, table_, budget: int, settings: d
         n_trials=budget,
         seed=seed,
         sampler=SamplerName(sampler_name),
-        objectives=[
-            ObjectiveConfig("accuracy", Direction.maximize),
-            ObjectiveConfig("latency_ms_per_sample", Direction.minimize),
-        ],
+        objectives=OBJECTIVES,
     )
     sampler = settings.get("sampler") or make_sampler(st, dists)
     study = optuna.create_study(directions=DIRS, sampler=sampler)
@@ -138,12 +149,18 @@ def main_replay() -> dict:
     dists, table_ = default_space(), load_table()
     size = grid_size(dists)
     full = feasible_values(table_.values())
-    ref = [min(v[0] for v in full) - 0.01, max(v[1] for v in full) * 1.1]
+    # the study's own reference point, from the batch-1 fp32 baseline: the accuracy floor and 2x its latency
+    b1 = next(r for k, r in table_.items() if dict(k)["batch_size"] == 1 and r["state"] == TrialState.COMPLETE)
+    ref = reference_point(b1["baseline"], b1["metrics"], OBJECTIVES, MAX_DROP)
     best = hypervolume(full, DIRS, ref)
     budgets = {f: max(1, round(f * size)) for f in FRACTIONS}
     contenders = {
         "default (TPE multivariate)": ("tpe", {}),
         "TPE (Optuna defaults)": ("tpe", {"factory": lambda s: optuna.samplers.TPESampler(seed=s)}),
+        **{
+            f"TPE multivariate, {n} startup": ("tpe", {"factory": (lambda n: lambda s: tpe(s, n))(n)})
+            for n in STARTUP_CANDIDATES
+        },
         "NSGA-II": ("nsga2", {}),
         "GP": ("gp", {}),
         "random": ("random", {}),

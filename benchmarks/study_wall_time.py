@@ -23,7 +23,7 @@ from search.cache import atomic_write_text
 from search.report_table import table
 
 ROOT = Path(__file__).resolve().parents[1]
-WORK = ("baseline", "prune_recover", "engine", "accuracy", "latency")
+WORK = ("baseline", "prune", "recover", "engine", "accuracy", "latency")
 
 
 def study(name: str, out: Path, cache: str, n: int) -> float:

@@ -112,6 +112,13 @@ class MeasureConfig:
     rounds: int = 5  # interleaved rounds of variant and baseline
     threads: int = 0  # 0: all cores the process may use
     baseline: bool = True  # time the fp32 baseline in the same rounds
+    # report latency as (ratio to that baseline) x (the baseline's latency measured once on this
+    # machine): robust to a shared machine's drift; raw figures kept as *_measured (search/measure/anchor.py)
+    anchor: bool = True
+    # with the anchor: a round whose baseline is slower than max_state x the anchor ran in a disturbed
+    # machine state and is re-run, for at most max_wait_s; after that the trial is marked machine_disturbed
+    max_state: float = 1.5
+    max_wait_s: float = 30.0
 
 
 @dataclass
@@ -213,6 +220,10 @@ def validate(cfg: Config) -> None:
     m = cfg.measure
     if m.warmup < 0 or m.min_repeats < 1 or m.rounds < 1 or m.min_time_s < 0 or m.threads < 0:
         raise ConfigError("measure", "warmup >= 0, min_repeats >= 1, rounds >= 1, min_time_s >= 0, threads >= 0")
+    if m.max_state < 1 or m.max_wait_s < 0:
+        raise ConfigError("measure", f"max_state must be >= 1 and max_wait_s >= 0, got {m.max_state}, {m.max_wait_s}")
+    if m.anchor and not m.baseline:
+        raise ConfigError("measure.anchor", "needs measure.baseline=true (a ratio to the baseline timed alongside)")
 
 
 def register() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import os
 import platform
@@ -24,11 +25,14 @@ from search.device import capabilities, resolve, set_tf32
 from search.engines import BuildContext, Runner, get_engine
 from search.errors import TrialRejected
 from search.measure.agreement import check as check_agreement
+from search.measure.anchor import anchor_ms, anchored_metrics, state_gate
 from search.measure.footprint import peak_memory_mb, serialized_mb
 from search.measure.latency import measure_interleaved
 from search.passes.prune import Footprint, footprint
 from search.passes.quantize import QuantPlan
 from search.variant import pruned_model
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -145,8 +149,7 @@ def build(cfg: Config, model_cfg: Any, sw: _Stopwatch | None = None, early: bool
         base = get_baseline(task, cache)
     example = task.example_input(1)
     before = footprint(base.model, example)
-    with sw("prune_recover"):
-        model, prune_hit, losses = pruned_model(base, cfg.prune, cfg.recover, cfg.seed, cache)
+    model, prune_hit, losses = pruned_model(base, cfg.prune, cfg.recover, cfg.seed, cache, sw)
     after = footprint(model, example)
     reference = copy.deepcopy(model).eval()
     workdir = tempfile.TemporaryDirectory(prefix="infersearch-")
@@ -195,13 +198,36 @@ def evaluate_trial(cfg: Config, model_cfg: Any, early: bool = False) -> TrialRes
         fns["baseline"] = lambda: reference(x_ref)
     m = cfg.measure
     with sw("latency"):
-        lat = measure_interleaved(fns, cfg.batch_size, device, m.warmup, m.min_repeats, m.min_time_s, m.rounds)
+        if m.anchor:
+            threads, cache = torch.get_num_threads(), TensorCache(cfg.cache_dir)
+            anchor, anchor_hit = anchor_ms(
+                fns["baseline"], base.key, cfg.batch_size, device, caps.name, threads, m, cache
+            )
+        keep = state_gate(anchor, m.max_state) if m.anchor else None
+        lat = measure_interleaved(
+            fns, cfg.batch_size, device, m.warmup, m.min_repeats, m.min_time_s, m.rounds, keep, m.max_wait_s
+        )
+    if lat["variant"].disturbed:
+        log.warning(
+            "the machine stayed disturbed (baseline over %.1fx its anchor) for %.0f s: latency kept as "
+            "measured and marked machine_disturbed",
+            m.max_state,
+            m.max_wait_s,
+        )
     peak, peak_method = peak_memory_mb(fns["variant"], device, runner.size_mb)
+    if m.anchor:
+        latency_metrics = anchored_metrics(lat["variant"], lat["baseline"], anchor)
+        baseline_latency = anchored_metrics(lat["baseline"], lat["baseline"], anchor)
+    else:
+        latency_metrics = lat["variant"].as_metrics()
+        baseline_latency = lat["baseline"].as_metrics() if "baseline" in lat else {}
+        if baseline_latency:
+            latency_metrics["speedup_vs_baseline"] = lat["baseline"].p50_ms / lat["variant"].p50_ms
     metrics = {
         "accuracy": val,
         "test_accuracy": test,
         "accuracy_drop": 100.0 * (base.val_accuracy - val),
-        **lat["variant"].as_metrics(),
+        **latency_metrics,
         "size_mb": runner.size_mb,
         "params": after.params,
         "macs": after.macs,
@@ -216,9 +242,7 @@ def evaluate_trial(cfg: Config, model_cfg: Any, early: bool = False) -> TrialRes
         "params": before.params,
         "macs": before.macs,
     }
-    if "baseline" in lat:
-        baseline.update(lat["baseline"].as_metrics())
-        metrics["speedup_vs_baseline"] = lat["baseline"].p50_ms / lat["variant"].p50_ms
+    baseline.update(baseline_latency)
     precision = _value(cfg.precision)
     env = {
         "device": device,
@@ -230,6 +254,8 @@ def evaluate_trial(cfg: Config, model_cfg: Any, early: bool = False) -> TrialRes
         "engine": runner.settings,
         "peak_mem_method": peak_method,
         "latency_round_p50_ms": list(lat["variant"].round_p50_ms),
+        "latency_method": "anchored to the baseline (ratio x anchor)" if m.anchor else "measured",
+        "anchor_cache_hit": anchor_hit if m.anchor else None,
         "output_agreement": b.agreement,
         "passes": {
             "prune": {"applied": cfg.prune.ratio > 0, "kernel": "real", "cache_hit": b.prune_hit},

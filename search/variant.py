@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict
 
 import torch
@@ -19,9 +21,14 @@ def _plain(cfg) -> dict:
 
 
 def pruned_model(
-    baseline: Baseline, pcfg: PruneConfig, rcfg: RecoverConfig, seed: int, cache: TensorCache
+    baseline: Baseline,
+    pcfg: PruneConfig,
+    rcfg: RecoverConfig,
+    seed: int,
+    cache: TensorCache,
+    timed: Callable[[str], AbstractContextManager] = lambda _step: nullcontext(),
 ) -> tuple[nn.Module, bool, list[float]]:
-    """Return ``(model, cache_hit, recovery_losses)``.
+    """Return ``(model, cache_hit, recovery_losses)``; ``timed(step)`` times the prune and recover steps.
 
     Pruning is deterministic, so the cache keeps only the recovered weights;
     a hit replays the cheap pruning to get the shapes and loads them.
@@ -29,10 +36,11 @@ def pruned_model(
     task = baseline.task
 
     def do_prune() -> nn.Module:
-        model = baseline.fresh()
-        n = min(len(task.splits.train), 256)
-        calib = (task.splits.train.x[:n], task.splits.train.y[:n])
-        return prune(model, pcfg, task.example_input(1), calib, task.loss, seed)
+        with timed("prune"):
+            model = baseline.fresh()
+            n = min(len(task.splits.train), 256)
+            calib = (task.splits.train.x[:n], task.splits.train.y[:n])
+            return prune(model, pcfg, task.example_input(1), calib, task.loss, seed)
 
     if pcfg.ratio <= 0:
         return baseline.fresh(), True, []
@@ -42,7 +50,8 @@ def pruned_model(
     def build() -> dict:
         model = do_prune()
         losses: list[float] = []
-        recover(model, baseline.fresh(), task, rcfg, seed, on_epoch=lambda _e, loss: losses.append(loss))
+        with timed("recover"):
+            recover(model, baseline.fresh(), task, rcfg, seed, on_epoch=lambda _e, loss: losses.append(loss))
         built["model"] = model
         return {"state_dict": model.state_dict(), "losses": torch.tensor(losses)}
 
@@ -50,5 +59,6 @@ def pruned_model(
     model = built.get("model")
     if model is None:
         model = do_prune()
-        model.load_state_dict(entry["state_dict"])
+        with timed("recover"):  # loading the cached recovered weights
+            model.load_state_dict(entry["state_dict"])
     return model.eval(), hit, entry["losses"].tolist()

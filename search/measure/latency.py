@@ -22,6 +22,8 @@ class LatencyStats:
     mean_ms: float
     std_ms: float
     round_p50_ms: tuple[float, ...]  # median of each interleaved round: the drift, visible
+    rounds_rejected: int = 0  # rounds the ``keep_round`` test threw away (machine disturbed)
+    disturbed: bool = False  # too few rounds passed it within ``max_wait_s``: all rounds were kept
 
     @property
     def cv(self) -> float:
@@ -77,8 +79,8 @@ def _percentile(sorted_xs: list[float], q: float) -> float:
     return sorted_xs[idx]
 
 
-def _stats(times: list[float], rounds: list[list[float]], batch_size: int) -> LatencyStats:
-    xs = sorted(times)
+def _stats(rounds: list[list[float]], batch_size: int, rejected: int = 0, disturbed: bool = False) -> LatencyStats:
+    xs = sorted(t for rnd in rounds for t in rnd)
     return LatencyStats(
         batch_size=batch_size,
         n=len(xs),
@@ -87,6 +89,8 @@ def _stats(times: list[float], rounds: list[list[float]], batch_size: int) -> La
         mean_ms=statistics.fmean(xs),
         std_ms=statistics.pstdev(xs) if len(xs) > 1 else 0.0,
         round_p50_ms=tuple(statistics.median(r) for r in rounds if r),
+        rounds_rejected=rejected,
+        disturbed=disturbed,
     )
 
 
@@ -99,12 +103,17 @@ def measure_interleaved(
     min_repeats: int = 50,
     min_time_s: float = 0.5,
     rounds: int = 5,
+    keep_round: Callable[[dict[str, float]], bool] | None = None,
+    max_wait_s: float = 0.0,
 ) -> dict[str, LatencyStats]:
     """Time each callable (one call = one batch) in alternating rounds.
 
     Each round runs every candidate until it has its share of ``min_repeats``
     calls and of ``min_time_s``; the order flips every round. On CUDA every
     call is bracketed by events and the device is synchronised before reading.
+    ``keep_round`` judges each finished round by its per-candidate medians; a rejected
+    round is replaced by another, for at most ``max_wait_s`` after the first rejection,
+    after which every round is kept and the result is marked ``disturbed``.
     """
     clock = Clock(device)
     for fn in fns.values():
@@ -113,13 +122,13 @@ def measure_interleaved(
     clock.sync()
     per_round_n = max(1, -(-min_repeats // rounds))
     per_round_s = min_time_s / rounds
-    samples: dict[str, list[list[float]]] = {name: [] for name in fns}
-    names = list(fns)
-    for r in range(rounds):
+    kept: dict[str, list[list[float]]] = {name: [] for name in fns}
+    thrown: dict[str, list[list[float]]] = {name: [] for name in fns}
+    names, r, deadline = list(fns), 0, None
+    while len(kept[names[0]]) < rounds:
+        this_round = {}
         for name in names if r % 2 == 0 else reversed(names):
-            fn, times = fns[name], []
-            t_end = time.perf_counter() + per_round_s
-            pending = []
+            fn, t_end, pending = fns[name], time.perf_counter() + per_round_s, []
             while len(pending) < per_round_n or time.perf_counter() < t_end:
                 start = clock.stamp()
                 fn()
@@ -127,6 +136,18 @@ def measure_interleaved(
                 if clock.cuda and len(pending) % 16 == 0:
                     clock.sync()  # keeps the wall-clock check honest on an async device
             clock.sync()
-            times = [clock.elapsed_ms(a, b) for a, b in pending]
-            samples[name].append(times)
-    return {name: _stats([t for rnd in rs for t in rnd], rs, batch_size) for name, rs in samples.items()}
+            this_round[name] = [clock.elapsed_ms(a, b) for a, b in pending]
+        r += 1
+        ok = keep_round is None or keep_round({n: statistics.median(t) for n, t in this_round.items()})
+        for name, times in this_round.items():
+            (kept if ok else thrown)[name].append(times)
+        if not ok:
+            deadline = deadline or time.monotonic() + max_wait_s
+            if time.monotonic() > deadline:
+                break
+    disturbed = len(kept[names[0]]) < rounds
+    n_thrown = len(thrown[names[0]])
+    return {
+        name: _stats(kept[name] + thrown[name] if disturbed else kept[name], batch_size, n_thrown, disturbed)
+        for name in fns
+    }

@@ -15,10 +15,12 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
+from search.measure.anchor import anchored_metrics, state_gate
 from search.measure.latency import measure_interleaved
 from search.study.pareto import front
 
 log = logging.getLogger(__name__)
+BASELINE = "baseline"  # not a trial number
 
 
 def confirm_front(study: optuna.Study, rounds_factor: int = 2, time_factor: float = 3.0) -> dict[str, Any]:
@@ -30,13 +32,17 @@ def confirm_front(study: optuna.Study, rounds_factor: int = 2, time_factor: floa
         by_batch.setdefault(int(t.user_attrs["params"]["batch_size"]), []).append(t)
     confirmed: dict[str, Any] = {}
     for bs, trials in by_batch.items():
-        fns, cfg = {}, None
+        fns, cfg, built = {}, None, None
         for t in trials:
             cfg, built = rebuild(dict(t.user_attrs["config"]))
             native = built.runner.prepare(_batch(built.task, bs))
             fns[str(t.number)] = (lambda run, x: lambda: run(x))(built.runner.run, native)
         m = cfg.measure
         device = trials[0].user_attrs["env"]["device"]
+        anchor = trials[0].user_attrs["metrics"].get("anchor_ms") if m.anchor else None
+        if anchor:  # the baseline joins the rounds, so confirmed figures are anchored like the first ones
+            reference, x_ref = built.base.fresh().to(device), _batch(built.task, bs).to(device)
+            fns[BASELINE] = lambda: reference(x_ref)
         stats = measure_interleaved(
             fns,
             bs,
@@ -45,9 +51,12 @@ def confirm_front(study: optuna.Study, rounds_factor: int = 2, time_factor: floa
             m.min_repeats * rounds_factor,
             m.min_time_s * time_factor,
             m.rounds * rounds_factor,
+            state_gate(anchor, m.max_state) if anchor else None,
+            m.max_wait_s,
         )
         for t in trials:
-            metrics = stats[str(t.number)].as_metrics()
+            own = stats[str(t.number)]
+            metrics = anchored_metrics(own, stats[BASELINE], anchor) if anchor else own.as_metrics()
             before = t.user_attrs["metrics"]["latency_ms_per_sample"]
             confirmed[str(t.number)] = metrics | {"ratio_to_first": metrics["latency_ms_per_sample"] / before}
     study.set_user_attr("confirmation", confirmed)

@@ -29,27 +29,47 @@ def _losses(values: Sequence[Sequence[float]], directions: Sequence[str]) -> np.
     return np.asarray(values, dtype=float) * sign
 
 
-def reference_point(baseline: dict[str, Any], metrics: dict[str, Any], objectives: Sequence[Any]) -> list[float]:
-    """Fixed once per study so hypervolume is comparable across trials: from the first
-    measured trial's baseline figures (its own where the baseline lacks the metric),
-    2x worse for minimised objectives and 10% worse for maximised ones."""
+def reference_point(
+    baseline: dict[str, Any], metrics: dict[str, Any], objectives: Sequence[Any], max_accuracy_drop: float | None
+) -> list[float]:
+    """Fixed once per study so hypervolume is comparable across trials, from the first measured
+    trial's baseline figures (its own where the baseline lacks the metric): 2x the baseline for a
+    minimised objective; for accuracy, the constraint's floor (every feasible trial is above it),
+    else 10% below the baseline for a maximised one."""
     ref = []
     for o in objectives:
         name, d = o.metric, getattr(o.direction, "value", o.direction)
         v = baseline.get(name, metrics[name])
-        ref.append(v * 2.0 if d == "minimize" else v * 0.9)
+        if d == "minimize":
+            ref.append(v * 2.0)
+        elif name == "accuracy" and max_accuracy_drop is not None:
+            ref.append(v - max_accuracy_drop / 100.0)
+        else:
+            ref.append(v * 0.9)
     return ref
 
 
 def hypervolume(values: Sequence[Sequence[float]], directions: Sequence[str], reference: Sequence[float]) -> float:
+    """Hypervolume with minimised objectives on a log10 scale (where the reference is positive):
+    latency and size gains are ratios, so halving 1 ms and halving 0.01 ms weigh the same. On a
+    linear scale every fast variant covers nearly all the volume and the measure cannot tell a
+    front of 2x speed-ups from one of 20x (benchmarks/search_efficiency.py)."""
     if not values:
         return 0.0
-    losses = _losses(values, directions)
-    ref = _losses([reference], directions)[0]
+    losses = _hv_scale(_losses(values, directions), directions, reference)
+    ref = _hv_scale(_losses([reference], directions), directions, reference)[0]
     inside = losses[np.all(losses < ref, axis=1)]
     if len(inside) == 0:
         return 0.0
     return float(compute_hypervolume(inside, ref))
+
+
+def _hv_scale(losses: np.ndarray, directions: Sequence[str], reference: Sequence[float]) -> np.ndarray:
+    out = losses.copy()
+    for j, (d, r) in enumerate(zip(directions, reference)):
+        if d == "minimize" and r > 0:
+            out[:, j] = np.log10(np.maximum(out[:, j], r * 1e-9))
+    return out
 
 
 def confirmed_front(

@@ -55,7 +55,7 @@ def success_record(study: optuna.Study, result: Mapping[str, Any], st: StudyConf
     constraints = constraint_values(metrics, st)
     ref = study.user_attrs.get("hv_reference")
     if ref is None:
-        ref = reference_point(result["baseline"], metrics, st.objectives)
+        ref = reference_point(result["baseline"], metrics, st.objectives, st.max_accuracy_drop)
         study.set_user_attr("hv_reference", ref)
     points = [t.values for t in complete_values(study) if feasible(t)]
     if all(v <= 0 for v in constraints.values()):

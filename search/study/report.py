@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ class Summary:
     moved: list[FrozenTrial]  # first-measured front members that the side-by-side confirmation dominated
     rule: str
     files: dict[str, Path]
+    time_per_trial: dict[str, float]  # median seconds per step over measured trials
 
 
 def _row(t: FrozenTrial, on_front: set[int], st: StudyConfig, confirmation: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +60,26 @@ def _row(t: FrozenTrial, on_front: set[int], st: StudyConfig, confirmation: dict
     row["emulated"] = (ua.get("env") or {}).get("emulated", "")
     row["error"] = ua.get("error", "")
     row["duration_s"] = t.duration.total_seconds() if t.duration else ""
+    row |= {f"time.{k}": v for k, v in time_breakdown(t).items()}
     return row
+
+
+def time_breakdown(t: FrozenTrial) -> dict[str, float]:
+    """A measured trial's seconds per step (baseline load, prune, recover, engine build: export and
+    quantize, accuracy, latency) and ``harness``: the rest of the trial's wall time (process, config,
+    storage, logging)."""
+    steps = dict(t.user_attrs.get("timings_s") or {})
+    if steps and t.duration is not None and "reused_from" not in t.user_attrs:
+        steps["harness"] = max(0.0, t.duration.total_seconds() - sum(steps.values()))
+    return steps
+
+
+def median_breakdown(trials: list[FrozenTrial]) -> dict[str, float]:
+    """Median seconds per step over the measured trials that have a breakdown."""
+    rows = [time_breakdown(t) for t in trials]
+    rows = [r for r in rows if "harness" in r]
+    steps = list(dict.fromkeys(k for r in rows for k in r))
+    return {k: statistics.median(r.get(k, 0.0) for r in rows) for k in steps}
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:
@@ -150,6 +171,7 @@ def write_report(study: optuna.Study, st: StudyConfig, out_dir: str | Path | Non
         moved=moved,
         rule=rule,
         files=files,
+        time_per_trial=median_breakdown(trials),
     )
 
 
@@ -188,6 +210,13 @@ def summary_text(summary: Summary, st: StudyConfig) -> str:
     if summary.recommended is not None:
         lines.append(f"recommended: trial {summary.recommended.number} ({summary.rule})")
         lines.append("  " + " ".join(summary.recommended.user_attrs.get("overrides", [])))
+    if summary.time_per_trial:
+        total = sum(summary.time_per_trial.values())
+        lines.append(
+            "time per measured trial (median s; trials.csv has each trial's, as time.*): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in summary.time_per_trial.items())
+            + f" (sum {total:.2f})"
+        )
     lines.append(f"files: {summary.files['trials'].parent}")
     return "\n".join(lines)
 
