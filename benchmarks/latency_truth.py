@@ -3,8 +3,8 @@
     python benchmarks/latency_truth.py [model=digits_cnn] [prune.ratio=0.5 quant.bits=8 engine=onnxruntime ...]
 
 (a) The same configuration measured 5 times (the trial's own harness, interleaved with the baseline):
-    CV of the 5 medians, of the raw latency and of the latency derived from the ratio to the baseline
-    timed in the same rounds (baseline's overall median x variant/baseline ratio).
+    CV of the 5 medians, of the raw latency and of the latency derived as measure.anchor does: the
+    median per-round ratio to the baseline timed in the same rounds, times one fixed baseline figure.
 (b) Agreement of the harness's median with torch.utils.benchmark.Timer.blocked_autorange on the same
     model and input. Writes results/latency_truth.json.
 """
@@ -22,6 +22,7 @@ from torch.utils import benchmark
 
 from search.__main__ import to_config
 from search.cache import atomic_write_text
+from search.measure.anchor import round_ratio
 from search.measure.latency import measure_interleaved
 from search.report_table import table
 from search.trial import _batch, build
@@ -46,12 +47,13 @@ def main(overrides: list[str]) -> dict:
         native = built.runner.prepare(x)
         fns = {"variant": lambda: built.runner.run(native), "baseline": lambda: base(x)}
         m = cfg.measure
-        raw, base_p50 = [], []
+        raw, base_p50, ratios = [], [], []
         for _ in range(REPEATS):
             st = measure_interleaved(fns, bs, "cpu", m.warmup, m.min_repeats, m.min_time_s, m.rounds)
             raw.append(st["variant"].p50_ms)
             base_p50.append(st["baseline"].p50_ms)
-        ratio = [r / b * statistics.median(base_p50) for r, b in zip(raw, base_p50)]
+            ratios.append(round_ratio(st["variant"], st["baseline"]))
+        ratio = [r * statistics.median(base_p50) for r in ratios]  # as measure.anchor derives it
         with torch.no_grad():
             timer = benchmark.Timer(stmt="fn()", globals={"fn": fns["variant"]}, num_threads=torch.get_num_threads())
             ref = timer.blocked_autorange(min_run_time=2.0).median * 1000
