@@ -19,8 +19,8 @@ from search.trial import build, check
 from tests.conftest import ROOT
 
 
-def built_for(make_cfg, *overrides):
-    cfg = make_cfg("prune.ratio=0.5", *overrides)
+def built_for(make_cfg, *overrides, ratio: float = 0.5):
+    cfg = make_cfg(f"prune.ratio={ratio}", *overrides)
     return build(to_config(cfg), cfg.model)
 
 
@@ -43,7 +43,9 @@ def test_onnxruntime_int8_is_a_qdq_model_from_quantize_static(make_cfg, tmp_path
 
 
 def test_openvino_int8_is_quantized_by_nncf_with_an_explicit_precision_hint(make_cfg, tmp_path):
-    b = built_for(make_cfg, "engine=openvino", "quant.bits=8")
+    # unpruned: the tiny model pruned to half keeps 90% accuracy with logits so close that NNCF's int8 on an
+    # AMD EPYC flipped 11% of its labels (ORT's int8: 1%); the real digits_cnn keeps 100% either way
+    b = built_for(make_cfg, "engine=openvino", "quant.bits=8", ratio=0.0)
     assert b.qplan.method == "nncf-quantize-int8"
     assert b.runner.settings["precision_hint"] == "f32"
     assert b.runner.settings["inference_precision"] == "f32"  # what the compiled model reports it runs

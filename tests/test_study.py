@@ -93,6 +93,21 @@ def test_pareto_json_equals_a_brute_force_filter_of_trials_csv(study_run):
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_each_measured_trial_shows_where_its_time_went(study_run):
+    proc, out = study_run
+    steps = ("baseline", "prune", "recover", "engine", "accuracy", "latency", "harness")
+    measured = [r for r in read_csv(out / "trials.csv") if r["measured"] == "True" and r["state"] == "COMPLETE"]
+    assert measured
+    for r in measured:
+        times = {k: float(r[f"time.{k}"]) for k in steps if r.get(f"time.{k}")}
+        assert {"baseline", "engine", "accuracy", "latency", "harness"} <= set(times)
+        assert all(v >= 0 for v in times.values())
+        assert sum(times.values()) == pytest.approx(float(r["duration_s"]), rel=0.02)
+        if float(r["param.prune_ratio"]) > 0:
+            assert "prune" in times and "recover" in times
+    assert "time per measured trial (median s" in proc.stdout + proc.stderr
+
+
 def test_report_rebuilds_from_storage_alone(study_run, tmp_path):
     _, out = study_run
     before = json.loads((out / "pareto.json").read_text())

@@ -59,20 +59,32 @@ def make_storage(url: str, st: StudyConfig) -> optuna.storages.BaseStorage | str
     )
 
 
+TPE_STARTUP = 5
+
+
+def tpe_gamma(n: int) -> int:
+    """How many of ``n`` finished trials TPE models as good: a quarter, at most 25."""
+    return min(n // 4 + 1, 25)
+
+
 def directions(st: StudyConfig) -> list[str]:
     return [_v(o.direction) for o in st.objectives]
 
 
 def make_sampler(st: StudyConfig, dists: Mapping[str, BaseDistribution] | None = None) -> BaseSampler:
-    """Seeded samplers. TPE is the default: it handles categorical spaces, several
-    objectives and Optuna's constraints from the first trials, where NSGA-II needs
-    whole generations and GP gains little over a space of a few dozen points."""
+    """Seeded samplers. The default, TPE, is tuned on the tabular benchmark of the default space
+    (benchmarks/search_efficiency.py): multivariate, 5 random start-up trials instead of 10, 96
+    candidates per proposal instead of 24, and a "good" group of a quarter of the trials instead of
+    a tenth, so that after 10 trials it has learnt from the first 5 instead of still sampling at random.
+    NSGA-II needs whole generations; GP did as well at 10% but stalls on re-proposed points."""
     name = _v(st.sampler)
     if name == "tpe":
         return optuna.samplers.TPESampler(
             seed=st.seed,
             multivariate=True,
-            n_startup_trials=max(4, min(10, st.n_trials // 3)),
+            n_startup_trials=TPE_STARTUP,
+            n_ei_candidates=96,
+            gamma=tpe_gamma,
             constant_liar=st.n_jobs > 1,
         )
     if name == "nsga2":
