@@ -5,7 +5,8 @@
 
 `record` runs the real study with the grid sampler over the whole default space on digits_cnn and writes
 every trial (params, state, objective values, constraints, baseline, machine) to
-results/tabular_digits_cnn.json, the committed table; `replay` asks each sampler for trials, answers from the table with the sweeper's own rules
+results/tabular_digits_cnn.json, the committed table; `replay` asks each sampler for trials, answers
+from the table with the sweeper's own rules
 (a refused combination is PRUNED and costs no budget, a repeated one is reused and costs none), and reports
 the hypervolume of the feasible front found after 10%, 20% and 40% of the grid's size in measured trials,
 as a fraction of the full grid's front (median and spread over seeds). Writes results/search_efficiency.json.
@@ -25,8 +26,8 @@ import torch
 from optuna.trial import TrialState
 
 from search.cache import atomic_write_text
-from search.device import capabilities
 from search.config import Direction, ObjectiveConfig, SamplerName, StudyConfig
+from search.device import capabilities
 from search.report_table import table
 from search.study.pareto import hypervolume, reference_point
 from search.study.space import build_space, grid_size
