@@ -1,7 +1,7 @@
 """Issue-10 benchmark 1: samplers replayed on a tabular benchmark of the default space.
 
-    python benchmarks/search_efficiency.py record      # measure every configuration of the default space, for real
-    python benchmarks/search_efficiency.py replay      # replay samplers on the recorded table (seconds)
+    python benchmarks/search_efficiency.py record [model]     # every configuration of the default space, for real
+    python benchmarks/search_efficiency.py replay [models]    # replay samplers on the recorded tables (minutes)
 
 `record` runs the real study with the grid sampler over the whole default space on digits_cnn and writes
 every trial (params, state, objective values, constraints, baseline, machine) to
@@ -31,20 +31,23 @@ from search.device import capabilities
 from search.report_table import table
 from search.study.pareto import hypervolume, reference_point
 from search.study.space import build_space, grid_size
-from search.study.storage import make_sampler
+from search.study.storage import TPE_CANDIDATES, TPE_STARTUP, make_sampler
+from search.study.warm_start import warm_start_trials
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "outputs" / "tabular"
 RESULT = ROOT / "benchmarks" / "results" / "search_efficiency.json"
-TABLE = ROOT / "benchmarks" / "results" / "tabular_digits_cnn.json"
 DIRS = ["maximize", "minimize"]
 SEEDS = range(50)  # the fraction is bimodal per seed (found the best corner or not): medians need many
+GP_SEEDS = range(10)  # GP takes about 12 s per replay of 38 trials
 FRACTIONS = (0.1, 0.2, 0.4)
 OBJECTIVES = [
     ObjectiveConfig("accuracy", Direction.maximize),
     ObjectiveConfig("latency_ms_per_sample", Direction.minimize),
 ]
 MAX_DROP = StudyConfig.max_accuracy_drop
+DEFAULT = "default (warm start + tuned TPE)"
+DEFAULTS = {"precision": "fp32"}  # the configured values the sweeper gives warm_start_trials
 KEEP = ("accuracy", "accuracy_drop", "latency_ms_per_sample", "latency_ms_p50", "speedup_vs_baseline", "emulated")
 
 
@@ -55,17 +58,23 @@ def default_space():
     return build_space(space, [])[0]
 
 
-def record() -> None:
+def table_path(model: str) -> Path:
+    return ROOT / "benchmarks" / "results" / f"tabular_{model}.json"
+
+
+def record(model: str) -> None:
     dists = default_space()
     t0 = time.monotonic()
+    out = OUT / model
     subprocess.run(
         [
             sys.executable,
             "-m",
             "search",
             "-m",
-            "study.name=tabular",
-            f"study.output_dir={OUT}",
+            f"model={model}",
+            f"study.name=tabular-{model}",
+            f"study.output_dir={out}",
             "study.sampler=grid",
             f"study.n_trials={grid_size(dists)}",
             "tracking=disabled",
@@ -73,7 +82,7 @@ def record() -> None:
         cwd=ROOT,
         check=False,
     )
-    study = optuna.load_study(study_name="tabular", storage=f"sqlite:///{OUT / 'study.db'}")
+    study = optuna.load_study(study_name=f"tabular-{model}", storage=f"sqlite:///{out / 'study.db'}")
     rows = []
     for t in study.trials:
         if "reused_from" in t.user_attrs or t.state not in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
@@ -96,16 +105,13 @@ def record() -> None:
         "wall_s": time.monotonic() - t0,
         "trials": rows,
     }
-    atomic_write_text(TABLE, json.dumps(table_, indent=1))
-    print(f"{len(rows)} configurations recorded in {table_['wall_s']:.0f} s -> {TABLE}")
+    atomic_write_text(table_path(model), json.dumps(table_, indent=1))
+    print(f"{len(rows)} configurations recorded in {table_['wall_s']:.0f} s -> {table_path(model)}")
 
 
-def load_table() -> dict[tuple, dict]:
-    rows = json.loads(TABLE.read_text())["trials"]
-    return {
-        tuple(sorted(r["params"].items())): {**r, "state": TrialState[r["state"]]}
-        for r in rows
-    }
+def load_table(model: str) -> dict[tuple, dict]:
+    rows = json.loads(table_path(model).read_text())["trials"]
+    return {tuple(sorted(r["params"].items())): {**r, "state": TrialState[r["state"]]} for r in rows}
 
 
 def feasible_values(rows) -> list[list[float]]:
@@ -127,6 +133,8 @@ def replay(sampler_name: str, seed: int, dists, table_, budget: int, settings: d
     )
     sampler = settings.get("sampler") or make_sampler(st, dists)
     study = optuna.create_study(directions=DIRS, sampler=sampler)
+    for params in settings.get("warm", warm_start_trials(dists, DEFAULTS) if st.warm_start else []):
+        study.enqueue_trial(params)
     seen, found, history, streak = set(), [], [], 0
     while len(history) < budget and streak < 100:  # the sweeper's max_reuse_streak
         streak += 1
@@ -160,9 +168,8 @@ def replay(sampler_name: str, seed: int, dists, table_, budget: int, settings: d
     return history
 
 
-def main_replay() -> dict:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    dists, table_ = default_space(), load_table()
+def replay_model(model: str) -> dict:
+    dists, table_ = default_space(), load_table(model)
     size = grid_size(dists)
     full = feasible_values(table_.values())
     # the study's own reference point, from the batch-1 fp32 baseline: the accuracy floor and 2x its latency
@@ -170,26 +177,34 @@ def main_replay() -> dict:
     ref = reference_point(b1["baseline"], b1["metrics"], OBJECTIVES, MAX_DROP)
     best = hypervolume(full, DIRS, ref)
     budgets = {f: max(1, round(f * size)) for f in FRACTIONS}
+    one_step = warm_start_trials(dists, DEFAULTS, prune_steps=1)
+    warm = warm_start_trials(dists, DEFAULTS)
+
+    def tpe(**kw):
+        return lambda s: optuna.samplers.TPESampler(seed=s, multivariate=True, **kw)
+
+    quarter = tpe(n_startup_trials=TPE_STARTUP, n_ei_candidates=TPE_CANDIDATES, gamma=lambda n: min(n // 4 + 1, 25))
     contenders = {
-        "default (tuned TPE)": ("tpe", {}),
-        "TPE, previous default (multivariate, 10 start-up)": (
-            "tpe",
-            {"factory": lambda s: optuna.samplers.TPESampler(seed=s, multivariate=True, n_startup_trials=10)},
-        ),
-        "tuned TPE with Optuna's gamma": (
-            "tpe",
-            {"factory": lambda s: optuna.samplers.TPESampler(seed=s, multivariate=True, n_startup_trials=5)},
-        ),
-        "TPE (Optuna defaults)": ("tpe", {"factory": lambda s: optuna.samplers.TPESampler(seed=s)}),
-        "NSGA-II": ("nsga2", {}),
-        "GP": ("gp", {}),
-        "random": ("random", {}),
+        DEFAULT: ("tpe", {}),
+        "warm start + TPE with a good group of a quarter": ("tpe", {"warm": warm, "factory": quarter}),
+        "warm start at the highest prune ratio only + TPE": ("tpe", {"warm": one_step}),
+        "TPE as the default, no warm start": ("tpe", {"warm": []}),
+        "TPE, previous default (10 start-up)": ("tpe", {"warm": [], "factory": tpe(n_startup_trials=10)}),
+        "TPE (Optuna defaults)": ("tpe", {"warm": [], "factory": lambda s: optuna.samplers.TPESampler(seed=s)}),
+        "NSGA-II": ("nsga2", {"warm": []}),
+        "GP": ("gp", {"warm": [], "seeds": GP_SEEDS}),
+        "random": ("random", {"warm": []}),
+        "warm start + random": ("random", {}),
     }
-    rows, out = [], {"grid_size": size, "recorded": len(table_), "feasible": len(full), "reference": ref, "results": {}}
+    rows, out = [], {"grid_size": size, "recorded": len(table_), "feasible": len(full), "reference": ref}
+    out["front"] = [r["params"] for r in table_.values() if r["values"] in pareto(full)]
+    out["results"] = {}
     for name, (sampler, extra) in contenders.items():
         per = {f: [] for f in FRACTIONS}
-        for seed in SEEDS:
-            settings = {"sampler": extra["factory"](seed)} if "factory" in extra else {}
+        for seed in extra.get("seeds", SEEDS):
+            settings = {k: v for k, v in extra.items() if k not in ("factory", "seeds")}
+            if "factory" in extra:
+                settings["sampler"] = extra["factory"](seed)
             history = replay(sampler, seed, dists, table_, budgets[max(FRACTIONS)], settings)
             for f in FRACTIONS:
                 per[f].append(hypervolume(history[budgets[f] - 1], DIRS, ref) / best)
@@ -199,15 +214,31 @@ def main_replay() -> dict:
         rows.append(
             [name, *(f"{statistics.median(per[f]):.3f} [{min(per[f]):.2f}-{max(per[f]):.2f}]" for f in FRACTIONS)]
         )
-    out["default_sampler_hv_fraction_at_10pct"] = out["results"]["default (tuned TPE)"]["10pct"]["median"]
     print(
-        f"grid {size} configurations ({len(full)} feasible); hypervolume fraction of the full front, "
-        f"median [min-max] over {len(SEEDS)} seeds"
+        f"{model}: grid {size} configurations ({len(full)} feasible); hypervolume fraction of the full front, "
+        f"median [min-max] over {len(SEEDS)} seeds ({len(GP_SEEDS)} for GP)"
     )
     print(table(["sampler", *(f"after {int(f * 100)}% ({budgets[f]} trials)" for f in FRACTIONS)], rows))
+    return out
+
+
+def pareto(values: list[list[float]]) -> list[list[float]]:
+    """Non-dominated (accuracy up, latency down) points."""
+    return [
+        v for v in values if not any(w[0] >= v[0] and w[1] <= v[1] and (w[0] > v[0] or w[1] < v[1]) for w in values)
+    ]
+
+
+def main_replay(models: list[str]) -> dict:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    out = {"seeds": len(SEEDS), "models": {m: replay_model(m) for m in models}}
+    out["default_sampler_hv_fraction_at_10pct"] = out["models"]["digits_cnn"]["results"][DEFAULT]["10pct"]["median"]
     atomic_write_text(RESULT, json.dumps(out, indent=2))
     return out
 
 
 if __name__ == "__main__":
-    record() if sys.argv[1:] == ["record"] else main_replay()
+    if sys.argv[1:2] == ["record"]:
+        record(sys.argv[2] if len(sys.argv) > 2 else "digits_cnn")
+    else:
+        main_replay(sys.argv[2:] or ["digits_cnn", "diagnosis_mlp"])

@@ -142,6 +142,7 @@ class StudyConfig:
     n_trials: int = 30  # total measured trials in the study (resuming tops up to this)
     n_jobs: int = 1  # trials asked and launched per batch
     sampler: SamplerName = SamplerName.tpe
+    warm_start: bool = True  # a fresh study first tries the fast corner once per engine (study/warm_start.py)
     seed: int = 0
     objectives: list[ObjectiveConfig] = field(default_factory=_default_objectives)
     max_accuracy_drop: float | None = 1.0  # points below the baseline's validation accuracy

@@ -33,6 +33,7 @@ from search.study.record import FINISHED, counts, failure_record, find_previous,
 from search.study.report import summary_text, write_report
 from search.study.space import build_space, grid, grid_size, override_line
 from search.study.storage import open_study, storage_url
+from search.study.warm_start import warm_start_trials
 from search.tracking import Tracker
 from search.trial import check
 
@@ -103,6 +104,8 @@ class InfersearchSweeper(Sweeper):
         check_model(study, baseline_key(load_task(self.config.model)), st)
         self.tracker = Tracker(OmegaConf.to_object(self.config.tracking), st)
         study.set_user_attr("space", {k: repr(d) for k, d in dists.items()})
+        if st.warm_start and not study.get_trials(deepcopy=False):
+            self._warm_start(study, dists)
         log.info(
             "study %r in %s: %d measured trials so far, budget %d",
             st.name,
@@ -165,6 +168,16 @@ class InfersearchSweeper(Sweeper):
         except ConfigError as exc:
             return exc
         return None
+
+    def _warm_start(self, study, dists) -> None:
+        """Enqueue the fast corner once per engine (search/study/warm_start.py). Several workers on a
+        fresh study may all do this; a seed already queued is skipped, a duplicate is reused."""
+        defaults = {k: getattr(v, "value", v) for k in dists if (v := OmegaConf.select(self.config, k)) is not None}
+        seeds = warm_start_trials(dists, defaults)
+        for params in seeds:
+            study.enqueue_trial(params, user_attrs={"warm_start": True}, skip_if_exists=True)
+        if seeds:
+            log.info("warm start: %d seed configurations queued before the sampler's own", len(seeds))
 
     def _report_refusals(self, dists) -> None:
         """Say before the search starts which configurations this device cannot run."""
