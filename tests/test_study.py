@@ -108,9 +108,14 @@ def test_each_measured_trial_shows_where_its_time_went(study_run):
     assert "time per measured trial (median s" in proc.stdout + proc.stderr
 
 
-def test_a_fresh_study_first_tries_the_fast_corner_on_each_engine(study_run):
-    proc, out = study_run
-    study = load(out, "s1")
+def test_a_fresh_study_first_tries_the_fast_corner_on_each_engine_and_a_resumed_one_is_not_reseeded(
+    tmp_path, cache_dir
+):
+    args = ("study.warm_start=true", "study.max_accuracy_drop=null")  # the tiny model loses points there
+    proc, out = sweep(tmp_path, cache_dir, "warm", "study.n_trials=6", *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "warm start: 6 seed configurations queued" in proc.stdout + proc.stderr
+    study = load(out, "warm")
     seeded = [t for t in study.trials if t.user_attrs.get("warm_start")]
     assert [t.number for t in seeded] == list(range(6))  # before any of the sampler's own proposals
     assert {t.params["engine"] for t in seeded} == {"eager", "onnxruntime", "openvino"}
@@ -118,7 +123,12 @@ def test_a_fresh_study_first_tries_the_fast_corner_on_each_engine(study_run):
         (32, 8, "fp32")
     }
     assert [t.params["prune.ratio"] for t in seeded] == [0.75] * 3 + [0.5] * 3
-    assert "warm start: 6 seed configurations queued" in proc.stdout + proc.stderr
+    proc, _ = sweep(tmp_path, cache_dir, "warm", "study.n_trials=8", *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = load(out, "warm")
+    assert sum(bool(t.user_attrs.get("measured")) for t in study.trials) == 8
+    assert sum(bool(t.user_attrs.get("warm_start")) for t in study.trials) == 6
+    assert "warm start" not in proc.stdout + proc.stderr
 
 
 def test_report_rebuilds_from_storage_alone(study_run, tmp_path):
@@ -138,7 +148,6 @@ def test_resume_tops_up_to_the_total_and_basic_grid_lands_in_the_same_study(stud
     assert proc.returncode == 0, proc.stderr[-3000:]
     study = load(out, "s1")
     assert sum(bool(t.user_attrs.get("measured")) for t in study.trials) == 8
-    assert sum(bool(t.user_attrs.get("warm_start")) for t in study.trials) == 6  # a resumed study is not re-seeded
     n_before = len(study.trials)
     proc, _ = sweep(
         base,
