@@ -1,6 +1,6 @@
 """Issue-10: is a study's latency robust to the shared machine's drift?
 
-    python benchmarks/drift.py [--gap 20]
+    python benchmarks/drift.py [--gap 20] [--result benchmarks/results/drift.json]
 
 The same two configurations (prune 0.5 + int8 at batch 32, on ONNX Runtime and on eager PyTorch) are
 measured in 5 separate studies started `--gap` seconds apart, twice: on the machine as it is (`quiet`),
@@ -28,6 +28,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.cache import atomic_write_text
+from search.device import capabilities
 from search.report_table import table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,10 +99,12 @@ def series(label: str, gap: float, cache: Path, stamp: str) -> list[dict]:
 def main() -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--gap", type=float, default=20.0, help="seconds between the starts of studies")
+    parser.add_argument("--result", type=Path, default=RESULT, help="where to write the JSON result")
     args = parser.parse_args()
     stamp = time.strftime("%H%M%S")
     cache = OUT / f"cache-{stamp}"  # the anchor is measured in this run's first study
-    out = {"configuration": FIXED, "studies": STUDIES, "gap_s": args.gap, "series": {}}
+    out = {"cpu": capabilities("cpu").name, "configuration": FIXED, "studies": STUDIES, "gap_s": args.gap}
+    out["series"] = {}
     rows = []
     for label in ("quiet", "flipping"):
         runs = series(label, args.gap, cache, stamp)
@@ -130,7 +133,7 @@ def main() -> dict:
             )
     print(f"same configuration ({' '.join(FIXED)}) in {STUDIES} separate studies, {args.gap:.0f} s apart")
     print(table(["series", "engine", "machine state", "CV without method", "CV with method (anchored)"], rows))
-    atomic_write_text(RESULT, json.dumps(out, indent=2))
+    atomic_write_text(args.result, json.dumps(out, indent=2))
     return out
 
 
