@@ -22,6 +22,7 @@ from torch.utils import benchmark
 
 from search.__main__ import to_config
 from search.cache import atomic_write_text
+from search.device import capabilities
 from search.measure.anchor import round_ratio
 from search.measure.latency import measure_interleaved
 from search.report_table import table
@@ -83,6 +84,7 @@ def main(overrides: list[str]) -> dict:
         )
     )
     out = {"overrides": overrides, "repeats": REPEATS, "threads": torch.get_num_threads(), "results": results}
+    out["cpu"] = capabilities("cpu").name
     atomic_write_text(ROOT / "benchmarks" / "results" / "latency_truth.json", json.dumps(out, indent=2))
     return out
 

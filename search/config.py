@@ -116,8 +116,10 @@ class MeasureConfig:
     # machine): robust to a shared machine's drift; raw figures kept as *_measured (search/measure/anchor.py)
     anchor: bool = True
     # with the anchor: a round whose baseline is slower than max_state x the anchor ran in a disturbed
-    # machine state and is re-run, for at most max_wait_s; after that the trial is marked machine_disturbed
-    max_state: float = 1.5
+    # machine state and is re-run, for at most max_wait_s; after that the trial is marked machine_disturbed.
+    # Undisturbed trials sit at 0.95-1.15 on the machines measured; at 1.27-1.34 the ratio was off by 7-13%
+    # (benchmarks/results/drift_amd_epyc.json, quiet study 5), so the gate sits just above the quiet band.
+    max_state: float = 1.2
     max_wait_s: float = 30.0
 
 
