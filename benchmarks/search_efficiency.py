@@ -3,13 +3,14 @@
     python benchmarks/search_efficiency.py record [model]     # every configuration of the default space, for real
     python benchmarks/search_efficiency.py replay [models]    # replay samplers on the recorded tables (minutes)
 
-`record` runs the real study with the grid sampler over the whole default space on digits_cnn and writes
-every trial (params, state, objective values, constraints, baseline, machine) to
-results/tabular_digits_cnn.json, the committed table; `replay` asks each sampler for trials, answers
-from the table with the sweeper's own rules
-(a refused combination is PRUNED and costs no budget, a repeated one is reused and costs none), and reports
-the hypervolume of the feasible front found after 10%, 20% and 40% of the grid's size in measured trials,
-as a fraction of the full grid's front (median and spread over seeds). Writes results/search_efficiency.json.
+`record` runs the real study with the grid sampler over the whole default space on a model (digits_cnn by
+default) and writes every trial (params, state, objective values, constraints, baseline, machine) to
+results/tabular_<model>.json, the committed table. `replay` asks each sampler for trials on each table,
+answers from the table with the sweeper's own rules (a refused combination is PRUNED and costs no budget,
+a repeated one is reused and costs none), and reports the hypervolume of the feasible front found after
+10%, 20% and 40% of the grid's size in measured trials, as a fraction of the full grid's front (median
+and spread over seeds). Writes results/search_efficiency.json; its `default_sampler_hv_fraction_at_10pct`
+is digits_cnn's.
 """
 
 from __future__ import annotations
