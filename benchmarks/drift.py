@@ -103,8 +103,13 @@ def main() -> dict:
     args = parser.parse_args()
     stamp = time.strftime("%H%M%S")
     cache = OUT / f"cache-{stamp}"  # the anchor is measured in this run's first study
-    out = {"cpu": capabilities("cpu").name, "configuration": FIXED, "studies": STUDIES, "gap_s": args.gap}
-    out["series"] = {}
+    out = {
+        "cpu": capabilities("cpu").name,
+        "configuration": FIXED,
+        "studies": STUDIES,
+        "gap_s": args.gap,
+        "series": {},
+    }
     rows = []
     for label in ("quiet", "flipping"):
         runs = series(label, args.gap, cache, stamp)

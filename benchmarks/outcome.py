@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -29,6 +28,7 @@ from search.cache import atomic_write_text
 from search.device import capabilities
 from search.measure.latency import measure_interleaved
 from search.report_table import table
+from search.study.pareto import non_dominated
 from search.trial import _batch, rebuild
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,9 +62,8 @@ def batch_front(study: optuna.Study, bs: int) -> list[FrozenTrial]:
         and t.user_attrs["params"]["batch_size"] == bs
         and t.user_attrs["metrics"]["accuracy_drop"] <= MAX_DROP
     ]
-    pts = {t.number: np.array([-t.user_attrs["metrics"]["accuracy"], t.user_attrs["metrics"]["latency_ms_p50"]])
-           for t in ok}  # fmt: skip
-    return [t for t in ok if not any(np.all(q <= pts[t.number]) and np.any(q < pts[t.number]) for q in pts.values())]
+    values = [[t.user_attrs["metrics"]["accuracy"], t.user_attrs["metrics"]["latency_ms_p50"]] for t in ok]
+    return [t for t, keep in zip(ok, non_dominated(values, ["maximize", "minimize"])) if keep]
 
 
 def side_by_side(members: list[FrozenTrial], bs: int) -> list[dict[str, Any]]:

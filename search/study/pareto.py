@@ -24,6 +24,14 @@ def feasible(t: FrozenTrial) -> bool:
     return all(v <= 0 for v in t.constraints.values())
 
 
+def non_dominated(values: Sequence[Sequence[float]], directions: Sequence[str]) -> list[bool]:
+    """Per point, whether no other point is at least as good in every objective and better in one."""
+    if not values:
+        return []
+    losses = _losses(values, directions)
+    return [not bool(np.any(np.all(losses <= x, axis=1) & np.any(losses < x, axis=1))) for x in losses]
+
+
 def _losses(values: Sequence[Sequence[float]], directions: Sequence[str]) -> np.ndarray:
     sign = np.array([-1.0 if d == "maximize" else 1.0 for d in directions])
     return np.asarray(values, dtype=float) * sign
@@ -82,12 +90,8 @@ def confirmed_front(
         return first, []
     candidates = [t for t in complete_values(study) if feasible(t) and "reused_from" not in t.user_attrs]
     dirs = [getattr(o.direction, "value", o.direction) for o in objectives]
-    losses = {t.number: _losses([objective_values(t, confirmation, objectives)], dirs)[0] for t in candidates}
-
-    def dominated(n: int) -> bool:
-        return any(np.all(losses[m] <= losses[n]) and np.any(losses[m] < losses[n]) for m in losses if m != n)
-
-    keep = [t for t in candidates if not dominated(t.number)]
+    values = [objective_values(t, confirmation, objectives) for t in candidates]
+    keep = [t for t, ok in zip(candidates, non_dominated(values, dirs)) if ok]
     kept = {t.number for t in keep}
     return keep, [t for t in first if t.number not in kept]
 

@@ -37,7 +37,8 @@ def warm_start_trials(
     fixed = {k: pick(levels[k]) for k, pick in FAST_END.items() if k in levels}
     fixed |= {k: defaults[k] for k, d in dists.items() if k not in levels and _allowed(d, defaults.get(k))}
     ratios = sorted(levels.get(PRUNE, []), reverse=True)
-    prune = [{PRUNE: r} for r in dict.fromkeys(ratios[:1] + ratios[(len(ratios) - 1) // 2 :][:1])][:prune_steps]
+    picks = [ratios[0], ratios[(len(ratios) - 1) // 2]] if ratios else []  # highest, then middle
+    prune = [{PRUNE: r} for r in dict.fromkeys(picks)][:prune_steps]
     keys = [k for k in EACH if k in levels]
     each = [dict(zip(keys, combo)) for combo in itertools.product(*(levels[k] for k in keys))]
     return [{**fixed, **step, **one} for step in prune or [{}] for one in each]
@@ -55,7 +56,6 @@ def _levels(d: BaseDistribution) -> list[Any]:
 
 
 def _allowed(dist: BaseDistribution, value: Any) -> bool:
-    try:
-        return value is not None and dist._contains(dist.to_internal_repr(value))
-    except (ValueError, TypeError):
-        return False
+    if isinstance(dist, CategoricalDistribution):
+        return value in dist.choices
+    return isinstance(value, (int, float)) and dist.low <= value <= dist.high
