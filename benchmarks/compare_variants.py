@@ -15,14 +15,13 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
-
-from search.__main__ import to_config
-from search.cache import atomic_write_text
-from search.device import capabilities, resolve
-from search.measure.latency import measure_interleaved
-from search.report_table import table
-from search.trial import _batch as batch_of
-from search.trial import build
+from infersearch.__main__ import to_config
+from infersearch.cache import atomic_write_text
+from infersearch.device import capabilities, resolve
+from infersearch.measure.latency import measure_interleaved
+from infersearch.report_table import table
+from infersearch.trial import _batch as batch_of
+from infersearch.trial import build
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {

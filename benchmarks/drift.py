@@ -25,11 +25,10 @@ import time
 from pathlib import Path
 
 import optuna
+from infersearch.cache import atomic_write_text
+from infersearch.device import capabilities
+from infersearch.report_table import table
 from optuna.trial import TrialState
-
-from search.cache import atomic_write_text
-from search.device import capabilities
-from search.report_table import table
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "outputs" / "drift"
@@ -57,7 +56,7 @@ def run_study(name: str, cache: Path) -> dict[str, dict]:
     out = OUT / name
     subprocess.run(
         [
-            sys.executable, "-m", "search", "-m", "space=none", *FIXED, "engine=choice(eager,onnxruntime)",
+            sys.executable, "-m", "infersearch", "-m", "space=none", *FIXED, "engine=choice(eager,onnxruntime)",
             "measure.anchor=choice(true,false)",
             f"study.name={name}", f"study.output_dir={out}", f"cache_dir={cache}", "study.sampler=grid",
             "study.n_trials=4", "study.confirm=false", "study.export=false", "tracking=disabled",

@@ -18,15 +18,14 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
+from infersearch.__main__ import to_config
+from infersearch.cache import atomic_write_text
+from infersearch.device import capabilities
+from infersearch.measure.anchor import round_ratio
+from infersearch.measure.latency import measure_interleaved
+from infersearch.report_table import table
+from infersearch.trial import _batch, build
 from torch.utils import benchmark
-
-from search.__main__ import to_config
-from search.cache import atomic_write_text
-from search.device import capabilities
-from search.measure.anchor import round_ratio
-from search.measure.latency import measure_interleaved
-from search.report_table import table
-from search.trial import _batch, build
 
 ROOT = Path(__file__).resolve().parents[1]
 REPEATS = 5

@@ -2,7 +2,7 @@
 
     python benchmarks/outcome.py [digits_cnn diagnosis_mlp] [-- hydra overrides for the studies]
 
-For each model: one real study on the default space (`python -m search -m model=...`, default budget,
+For each model: one real study on the default space (`infersearch -m model=...`, default budget,
 the shared cache in outputs/cache). Then, per batch size, the study's front among its feasible trials
 at that batch size within MAX_DROP accuracy points is rebuilt from the stored configs and timed side by
 side with the fp32 eager baseline in one interleaved run (twice the rounds, six times the time of a
@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from infersearch.cache import atomic_write_text
+from infersearch.device import capabilities
+from infersearch.measure.latency import measure_interleaved
+from infersearch.report_table import table
+from infersearch.study.pareto import non_dominated
+from infersearch.trial import _batch, rebuild
 from optuna.trial import FrozenTrial, TrialState
-
-from search.cache import atomic_write_text
-from search.device import capabilities
-from search.measure.latency import measure_interleaved
-from search.report_table import table
-from search.study.pareto import non_dominated
-from search.trial import _batch, rebuild
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "outputs" / "outcome"
@@ -41,7 +40,7 @@ TARGET = ("digits_cnn", 32, 6.0)  # issue 10: >= 6x at batch 32 on this CPU
 
 def run_study(model: str, overrides: list[str]) -> tuple[optuna.Study, float]:
     name, out = f"outcome-{model}-{time.strftime('%H%M%S')}", OUT / model
-    cmd = [sys.executable, "-m", "search", "-m", f"model={model}", f"study.name={name}", f"study.output_dir={out}"]
+    cmd = [sys.executable, "-m", "infersearch", "-m", f"model={model}", f"study.name={name}", f"study.output_dir={out}"]
     cmd += ["tracking=disabled", "study.export=false", *overrides]
     print("study:", " ".join(cmd[2:]), flush=True)
     t0 = time.perf_counter()

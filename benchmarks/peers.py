@@ -34,20 +34,19 @@ from typing import Any
 import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
+from infersearch.__main__ import to_config
+from infersearch.baseline import Baseline
+from infersearch.cache import atomic_write_text
+from infersearch.config import Config
+from infersearch.device import capabilities
+from infersearch.engines.onnx_export import export_onnx
+from infersearch.measure.latency import measure_interleaved
+from infersearch.models.task import Task
+from infersearch.models.training import evaluate
+from infersearch.report_table import table
+from infersearch.trial import _batch as batch_of
+from infersearch.trial import build
 from omegaconf import DictConfig
-
-from models.task import Task
-from models.training import evaluate
-from search.__main__ import to_config
-from search.baseline import Baseline
-from search.cache import atomic_write_text
-from search.config import Config
-from search.device import capabilities
-from search.engines.onnx_export import export_onnx
-from search.measure.latency import measure_interleaved
-from search.report_table import table
-from search.trial import _batch as batch_of
-from search.trial import build
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCHES = (1, 32)
@@ -206,7 +205,15 @@ def ort_peer(base: Baseline, calib: torch.Tensor, threads: int, workdir: Path) -
 
 
 def run_study(model: str, overrides: list[str], out: Path) -> tuple[list[dict], float]:
-    cmd = [sys.executable, "-m", "search", "-m", f"study.name=peers-{model}", f"study.output_dir={out}", *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "infersearch",
+        "-m",
+        f"study.name=peers-{model}",
+        f"study.output_dir={out}",
+        *overrides,
+    ]
     print("study:", " ".join(cmd[1:]), flush=True)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)

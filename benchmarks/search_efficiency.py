@@ -24,16 +24,15 @@ from pathlib import Path
 
 import optuna
 import torch
+from infersearch.cache import atomic_write_text
+from infersearch.config import Config, Direction, ObjectiveConfig, SamplerName, StudyConfig
+from infersearch.device import capabilities
+from infersearch.report_table import table
+from infersearch.study.pareto import hypervolume, non_dominated, reference_point
+from infersearch.study.space import build_space, grid_size
+from infersearch.study.storage import TPE_CANDIDATES, TPE_STARTUP, make_sampler
+from infersearch.study.warm_start import warm_start_trials
 from optuna.trial import TrialState
-
-from search.cache import atomic_write_text
-from search.config import Config, Direction, ObjectiveConfig, SamplerName, StudyConfig
-from search.device import capabilities
-from search.report_table import table
-from search.study.pareto import hypervolume, non_dominated, reference_point
-from search.study.space import build_space, grid_size
-from search.study.storage import TPE_CANDIDATES, TPE_STARTUP, make_sampler
-from search.study.warm_start import warm_start_trials
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "outputs" / "tabular"
@@ -71,7 +70,7 @@ def record(model: str) -> None:
         [
             sys.executable,
             "-m",
-            "search",
+            "infersearch",
             "-m",
             f"model={model}",
             f"study.name=tabular-{model}",

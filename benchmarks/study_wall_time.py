@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from search.cache import atomic_write_text
-from search.report_table import table
+from infersearch.cache import atomic_write_text
+from infersearch.report_table import table
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ("baseline", "prune", "recover", "engine", "accuracy", "latency")
@@ -32,7 +32,7 @@ def study(name: str, out: Path, cache: str, n: int) -> float:
         [
             sys.executable,
             "-m",
-            "search",
+            "infersearch",
             "-m",
             f"study.name={name}",
             f"study.output_dir={out / name}",

@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 
 import optuna
-
-from search.cache import atomic_write_text
+from infersearch.cache import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,7 +38,7 @@ def main(n_trials: int = 100) -> dict:
     cmd = [
         sys.executable,
         "-m",
-        "search",
+        "infersearch",
         "-m",
         "model=diagnosis_mlp",
         "study.name=mem",

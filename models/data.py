@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from infersearch.models.task import Split, Splits
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
-
-from models.task import Split, Splits
 
 
 def split_arrays(

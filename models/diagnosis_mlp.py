@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import torch
+from infersearch.models.data import split_arrays, standardize, to_splits
+from infersearch.models.task import Task, TrainRecipe, binary_accuracy
 from sklearn.datasets import load_breast_cancer
 from torch import nn
-
-from models.data import split_arrays, standardize, to_splits
-from models.task import Task, TrainRecipe, binary_accuracy
 
 
 def build(hidden: tuple[int, ...] = (64, 32), features: int = 30) -> nn.Module:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from infersearch.models.data import split_arrays, to_splits
+from infersearch.models.task import Task, TrainRecipe, classification_accuracy
 from sklearn.datasets import load_digits
 from torch import nn
-
-from models.data import split_arrays, to_splits
-from models.task import Task, TrainRecipe, classification_accuracy
 
 
 class BasicBlock(nn.Module):

@@ -6,9 +6,8 @@ import math
 from collections.abc import Callable
 
 import torch
+from infersearch.models.task import Split, Task
 from torch import nn
-
-from models.task import Split, Task
 
 
 class DivergedError(RuntimeError):

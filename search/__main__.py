@@ -1,4 +1,4 @@
-"""``python -m search key=value ...``: one Hydra job evaluates one configuration.
+"""``infersearch key=value ...``: one Hydra job evaluates one configuration.
 
 The decorator does nothing but compose the config; :func:`run` is the plain,
 testable function. In a multirun the job returns the result to the sweeper.
@@ -15,17 +15,16 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from infersearch.cache import atomic_write_text
+from infersearch.config import Config
+from infersearch.errors import ConfigError
+from infersearch.isolation import run_isolated
+from infersearch.report_table import trial_table
+from infersearch.secrets import scrub
+from infersearch.trial import check, trial_dict
 from omegaconf import DictConfig, OmegaConf
 
-from search.cache import atomic_write_text
-from search.config import Config
-from search.errors import ConfigError
-from search.isolation import run_isolated
-from search.report_table import trial_table
-from search.secrets import scrub
-from search.trial import check, trial_dict
-
-log = logging.getLogger("search")
+log = logging.getLogger("infersearch")
 
 
 def to_config(cfg: DictConfig) -> Config:
@@ -50,9 +49,9 @@ def run(cfg: DictConfig, output_dir: Path | None = None, early: bool = False) ->
 
 def run_recorded(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, Any]:
     """A job from another sweeper (Hydra's basic grid): evaluate, then record it in the study."""
-    from search.study.record import record_external
-    from search.study.space import build_space
-    from search.tracking import Tracker
+    from infersearch.study.record import record_external
+    from infersearch.study.space import build_space
+    from infersearch.tracking import Tracker
 
     typed = to_config(cfg)
     dists, _ = build_space(OmegaConf.to_container(cfg.space, resolve=True) or {}, [])
@@ -67,7 +66,7 @@ def run_recorded(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dic
     return result
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="pkg://infersearch.conf", config_name="config")
 def main(cfg: DictConfig) -> dict[str, Any] | None:
     hc = HydraConfig.get()
     output_dir = Path(hc.runtime.output_dir)

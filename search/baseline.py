@@ -7,27 +7,26 @@ from typing import Any
 
 import hydra
 import torch
+from infersearch.cache import TensorCache, content_hash
+from infersearch.errors import ConfigError
+from infersearch.models.task import Task
+from infersearch.models.training import evaluate, fit
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-
-from models.task import Task
-from models.training import evaluate, fit
-from search.cache import TensorCache, content_hash
-from search.errors import ConfigError
 
 
 def load_task(model_cfg: Any) -> Task:
     """Instantiate the ``model`` config node (a zoo entry or a user's ``_target_``)."""
     node = model_cfg if isinstance(model_cfg, DictConfig) else OmegaConf.create(model_cfg)
     if "_target_" not in node:
-        raise ConfigError("model", "needs a _target_ that returns a models.Task")
+        raise ConfigError("model", "needs a _target_ that returns an infersearch.models.Task")
     try:
         task = hydra.utils.instantiate(node, _convert_="all")
     except Exception as exc:  # instantiate wraps the builder's error; keep its message, one line
         cause = exc.__cause__ or exc
         raise ConfigError("model", f"{node._target_} failed: {type(cause).__name__}: {cause}") from exc
     if not isinstance(task, Task):
-        raise ConfigError("model", f"{node._target_} returned {type(task).__name__}, expected models.Task")
+        raise ConfigError("model", f"{node._target_} returned {type(task).__name__}, expected infersearch.models.Task")
     return task
 
 

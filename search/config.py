@@ -9,9 +9,8 @@ from enum import Enum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from infersearch.errors import ConfigError
 from omegaconf import MISSING
-
-from search.errors import ConfigError
 
 
 class Precision(Enum):

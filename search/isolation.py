@@ -12,7 +12,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-_PRELOAD = ["search.trial", "search.engines", "torch", "onnxruntime"]
+_PRELOAD = ["infersearch.trial", "infersearch.engines", "torch", "onnxruntime"]
 _context: mp.context.BaseContext | None = None
 
 

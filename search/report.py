@@ -1,4 +1,4 @@
-"""``python -m search.report study.name=...``: rebuild a study's report from its storage alone."""
+"""``python -m infersearch.report study.name=...``: rebuild a study's report from its storage alone."""
 
 from __future__ import annotations
 
@@ -7,17 +7,16 @@ import sys
 from pathlib import Path
 
 import hydra
+from infersearch.errors import ConfigError
+from infersearch.study.report import summary_text, write_report
+from infersearch.study.storage import open_study
+from infersearch.tracking import Tracker
 from omegaconf import DictConfig, OmegaConf
 
-from search.errors import ConfigError
-from search.study.report import summary_text, write_report
-from search.study.storage import open_study
-from search.tracking import Tracker
-
-log = logging.getLogger("search.report")
+log = logging.getLogger("infersearch.report")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="pkg://infersearch.conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     st = OmegaConf.to_object(cfg.study)
     try:

@@ -19,9 +19,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import optuna
+from infersearch.config import StudyConfig, TrackingConfig
 from optuna.trial import FrozenTrial, TrialState
-
-from search.config import StudyConfig, TrackingConfig
 
 log = logging.getLogger(__name__)
 _warned: set[str] = set()
@@ -138,8 +137,7 @@ class Tracker:
 
     def _log_study(self, study: optuna.Study, summary, model_dir: Path | None) -> None:
         import wandb
-
-        from search.study.report import front_rows, trial_rows
+        from infersearch.study.report import front_rows, trial_rows
 
         run = self._init(name=f"{self.st.name}-study", job_type="study", config={"study": self.st.name})
         measured = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("measured")]

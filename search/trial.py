@@ -15,22 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from models.task import Split, Task
-from models.training import evaluate
-from search.baseline import Baseline, get_baseline, load_task
-from search.cache import TensorCache
-from search.config import Config, validate
-from search.device import capabilities, resolve, set_tf32
-from search.engines import BuildContext, Runner, get_engine
-from search.errors import TrialRejected
-from search.measure.agreement import check as check_agreement
-from search.measure.anchor import anchor_ms, anchored_metrics, state_gate
-from search.measure.footprint import peak_memory_mb, serialized_mb
-from search.measure.latency import measure_interleaved
-from search.passes.prune import Footprint, footprint
-from search.passes.quantize import QuantPlan
-from search.variant import pruned_model
+from infersearch.baseline import Baseline, get_baseline, load_task
+from infersearch.cache import TensorCache
+from infersearch.config import Config, validate
+from infersearch.device import capabilities, resolve, set_tf32
+from infersearch.engines import BuildContext, Runner, get_engine
+from infersearch.errors import TrialRejected
+from infersearch.measure.agreement import check as check_agreement
+from infersearch.measure.anchor import anchor_ms, anchored_metrics, state_gate
+from infersearch.measure.footprint import peak_memory_mb, serialized_mb
+from infersearch.measure.latency import measure_interleaved
+from infersearch.models.task import Split, Task
+from infersearch.models.training import evaluate
+from infersearch.passes.prune import Footprint, footprint
+from infersearch.passes.quantize import QuantPlan
+from infersearch.variant import pruned_model
 
 log = logging.getLogger(__name__)
 

@@ -7,13 +7,12 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict
 
 import torch
+from infersearch.baseline import Baseline
+from infersearch.cache import TensorCache, content_hash
+from infersearch.config import PruneConfig, RecoverConfig
+from infersearch.passes.prune import prune
+from infersearch.passes.recover import recover
 from torch import nn
-
-from search.baseline import Baseline
-from search.cache import TensorCache, content_hash
-from search.config import PruneConfig, RecoverConfig
-from search.passes.prune import prune
-from search.passes.recover import recover
 
 
 def _plain(cfg) -> dict:

@@ -49,7 +49,7 @@ def make_cfg(cache_dir):
 
 
 def run_cli(
-    *args: str, module: str = "search", cwd: Path = ROOT, env: dict | None = None, timeout: int = 600
+    *args: str, module: str = "infersearch", cwd: Path = ROOT, env: dict | None = None, timeout: int = 600
 ) -> subprocess.CompletedProcess:
     """The real command line, in a subprocess."""
     full_env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"} | (env or {})

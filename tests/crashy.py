@@ -5,11 +5,10 @@ from __future__ import annotations
 import ctypes
 
 import torch
+from infersearch.models import Task
+from infersearch.models.data import split_arrays, to_splits
+from infersearch.models.task import TrainRecipe, classification_accuracy
 from torch import nn
-
-from models import Task
-from models.data import split_arrays, to_splits
-from models.task import TrainRecipe, classification_accuracy
 
 
 class Crashy(nn.Module):

@@ -5,11 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
-from search.__main__ import to_config
-from search.measure.anchor import anchored_metrics, round_ratio
-from search.measure.latency import measure_interleaved
-from search.trial import evaluate_trial
+from infersearch.__main__ import to_config
+from infersearch.measure.anchor import anchored_metrics, round_ratio
+from infersearch.measure.latency import measure_interleaved
+from infersearch.trial import evaluate_trial
 
 
 def _slower(stats, factors):

@@ -1,14 +1,13 @@
 from __future__ import annotations
 
 import torch
-
-from search.baseline import get_baseline, load_task
-from search.cache import TensorCache
+from infersearch.baseline import get_baseline, load_task
+from infersearch.cache import TensorCache
 
 
 def test_baseline_is_trained_once_and_a_corrupt_entry_is_rebuilt(tmp_path):
     cache = TensorCache(tmp_path)
-    task = load_task({"_target_": "models.diagnosis_mlp.task", "epochs": 2})
+    task = load_task({"_target_": "infersearch.models.diagnosis_mlp.task", "epochs": 2})
     first = get_baseline(task, cache)
     second = get_baseline(task, cache)
     assert not first.cache_hit and second.cache_hit
@@ -23,7 +22,7 @@ def test_baseline_is_trained_once_and_a_corrupt_entry_is_rebuilt(tmp_path):
 
 def test_a_different_recipe_is_a_different_entry(tmp_path):
     cache = TensorCache(tmp_path)
-    get_baseline(load_task({"_target_": "models.diagnosis_mlp.task", "epochs": 2}), cache)
-    other = get_baseline(load_task({"_target_": "models.diagnosis_mlp.task", "epochs": 3}), cache)
+    get_baseline(load_task({"_target_": "infersearch.models.diagnosis_mlp.task", "epochs": 2}), cache)
+    other = get_baseline(load_task({"_target_": "infersearch.models.diagnosis_mlp.task", "epochs": 3}), cache)
     assert not other.cache_hit
     assert len(list((tmp_path / "baseline").glob("*.pt"))) == 2

@@ -11,11 +11,11 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from infersearch.__main__ import to_config
+from infersearch.errors import UnsupportedError
+from infersearch.trial import build, check
 from omegaconf import OmegaConf
 
-from search.__main__ import to_config
-from search.errors import UnsupportedError
-from search.trial import build, check
 from tests.conftest import ROOT
 
 
@@ -83,7 +83,7 @@ def test_a_missing_engine_names_its_extra(tmp_path):
     (tmp_path / "sitecustomize.py").write_text(BLOCK)
     env = {"PYTHONPATH": f"{tmp_path}:{ROOT}"}
     proc = subprocess.run(
-        [sys.executable, "-m", "search", "engine=openvino", f"hydra.run.dir={tmp_path}/run"],
+        [sys.executable, "-m", "infersearch", "engine=openvino", f"hydra.run.dir={tmp_path}/run"],
         cwd=ROOT,
         env={**__import__("os").environ, **env},
         capture_output=True,
@@ -115,9 +115,8 @@ assert "torch" not in sys.modules
     ("engine", "script", "file"), [("onnxruntime", RUN_ONNX, "model.onnx"), ("openvino", RUN_OV, "model.xml")]
 )
 def test_exported_model_runs_with_the_engine_runtime_alone(make_cfg, tmp_path, engine, script, file):
+    from infersearch.study.export import export_trial
     from optuna.trial import create_trial
-
-    from search.study.export import export_trial
 
     cfg = make_cfg("prune.ratio=0.5", f"engine={engine}")
     b = build(to_config(cfg), cfg.model)

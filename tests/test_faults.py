@@ -25,7 +25,7 @@ SINGLE = [
     ("engine=compile quant.bits=8", 2, "engine: compile with quant.bits=8"),
     ("device=cuda", 2, "device: cuda was asked for but torch sees no CUDA device"),
     ("recover.distill=2", 2, "recover.distill: 2.0 is out of range; allowed: 0 to 1"),
-    ("model._target_=models.nowhere.task", 2, "model: models.nowhere.task failed"),
+    ("model._target_=infersearch.models.nowhere.task", 2, "model: infersearch.models.nowhere.task failed"),
     ("model.width=-3", 2, "digits_cnn: width and blocks must be >= 1"),
     ("measure.baseline=false", 2, "measure.anchor: needs measure.baseline=true"),
 ]

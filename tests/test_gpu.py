@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from search.device import Capabilities, capabilities, set_tf32
-from search.errors import UnsupportedError
-from search.passes.quantize import plan
+from infersearch.device import Capabilities, capabilities, set_tf32
+from infersearch.errors import UnsupportedError
+from infersearch.passes.quantize import plan
 
 H100 = Capabilities("cuda", "NVIDIA H100 80GB HBM3", ("fp32", "fp16", "bf16", "tf32"), True, True, True)
 A100 = Capabilities("cuda", "NVIDIA A100", ("fp32", "fp16", "bf16", "tf32"), True, True, False)
@@ -54,7 +53,7 @@ def test_tf32_is_never_silent():
 
 @needs_cuda
 def test_cuda_trial_times_with_events_and_reports_allocator_peak(make_cfg):
-    from search.__main__ import run
+    from infersearch.__main__ import run
 
     result = run(make_cfg("device=cuda", "precision=bf16", "quant.bits=8", "batch_size=32", "isolate=false"))
     env = result["env"]
@@ -65,7 +64,7 @@ def test_cuda_trial_times_with_events_and_reports_allocator_peak(make_cfg):
 
 @needs_cuda
 def test_cuda_fp32_keeps_tf32_off_and_tf32_turns_it_on(make_cfg):
-    from search.__main__ import run
+    from infersearch.__main__ import run
 
     run(make_cfg("device=cuda", "precision=fp32", "isolate=false"))
     assert torch.backends.cuda.matmul.allow_tf32 is False

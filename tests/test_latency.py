@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import time
 
-from search.measure.latency import measure_interleaved
+from infersearch.measure.latency import measure_interleaved
 
 
 def test_interleaved_timing_returns_a_spread_and_meets_its_minimums():

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from infersearch.config import Importance, PruneConfig
+from infersearch.device import capabilities
+from infersearch.errors import UnsupportedError
+from infersearch.models.digits_cnn import DigitsResNet
+from infersearch.models.digits_cnn import task as digits_task
+from infersearch.passes.prune import footprint, output_layers, prune
+from infersearch.passes.quantize import is_quantized_module, plan, quantize
 from torch import nn
-
-from models.digits_cnn import DigitsResNet
-from models.digits_cnn import task as digits_task
-from search.config import Importance, PruneConfig
-from search.device import capabilities
-from search.errors import UnsupportedError
-from search.passes.prune import footprint, output_layers, prune
-from search.passes.quantize import is_quantized_module, plan, quantize
 
 
 @pytest.fixture(scope="module")

@@ -135,7 +135,7 @@ def test_report_rebuilds_from_storage_alone(study_run, tmp_path):
     _, out = study_run
     before = json.loads((out / "pareto.json").read_text())
     (out / "pareto.json").unlink()
-    proc = run_cli("study.name=s1", f"study.output_dir={out}", module="search.report")
+    proc = run_cli("study.name=s1", f"study.output_dir={out}", module="infersearch.report")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads((out / "pareto.json").read_text()) == before
     assert "Pareto front" in proc.stdout

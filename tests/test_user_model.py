@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import torch
+from infersearch.__main__ import run
+from infersearch.models import Task
+from infersearch.models.data import split_arrays, to_splits
+from infersearch.models.task import TrainRecipe, classification_accuracy
 from omegaconf import open_dict
 from torch import nn
-
-from models import Task
-from models.data import split_arrays, to_splits
-from models.task import TrainRecipe, classification_accuracy
-from search.__main__ import run
 
 
 def xor_task(hidden: int = 32, seed: int = 0) -> Task:

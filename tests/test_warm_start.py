@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from search.study.space import build_space
-from search.study.warm_start import warm_start_trials
+from infersearch.study.space import build_space
+from infersearch.study.warm_start import warm_start_trials
 
 DEFAULT = {
     "prune": {"ratio": "choice(0.0, 0.25, 0.5, 0.75)"},

@@ -34,7 +34,7 @@ def command(cache_dir: Path, name: str, storage: str, out: Path, *args: str) -> 
     return [
         sys.executable,
         "-m",
-        "search",
+        "infersearch",
         "-m",
         *TINY,
         *FAST,

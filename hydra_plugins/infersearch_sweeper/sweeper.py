@@ -17,25 +17,33 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
+from infersearch.baseline import baseline_key, load_task
+from infersearch.config import StudyConfig
+from infersearch.errors import ConfigError
+from infersearch.secrets import mask_url
+from infersearch.study.confirm import confirm_front
+from infersearch.study.export import export_trial
+from infersearch.study.outcome import EXIT_OK, Outcome, check_model, conclude
+from infersearch.study.pareto import front
+from infersearch.study.record import (
+    FINISHED,
+    counts,
+    failure_record,
+    find_previous,
+    in_flight,
+    reuse,
+    success_record,
+    tell,
+)
+from infersearch.study.report import summary_text, write_report
+from infersearch.study.space import build_space, grid, grid_size, override_line
+from infersearch.study.storage import open_study, storage_url
+from infersearch.study.warm_start import warm_start_trials
+from infersearch.tracking import Tracker
+from infersearch.trial import check
 from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.storages._heartbeat import get_heartbeat_thread  # the thread study.optimize uses
 from optuna.trial import TrialState
-
-from search.baseline import baseline_key, load_task
-from search.config import StudyConfig
-from search.errors import ConfigError
-from search.secrets import mask_url
-from search.study.confirm import confirm_front
-from search.study.export import export_trial
-from search.study.outcome import EXIT_OK, Outcome, check_model, conclude
-from search.study.pareto import front
-from search.study.record import FINISHED, counts, failure_record, find_previous, in_flight, reuse, success_record, tell
-from search.study.report import summary_text, write_report
-from search.study.space import build_space, grid, grid_size, override_line
-from search.study.storage import open_study, storage_url
-from search.study.warm_start import warm_start_trials
-from search.tracking import Tracker
-from search.trial import check
 
 log = logging.getLogger(__name__)
 # ask/tell with Optuna's heartbeat is what this sweeper does on purpose; fail_stale_trials is "experimental"

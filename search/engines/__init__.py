@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from search.engines.base import BuildContext, Engine, EngineMissing, Runner
-from search.engines.onnxruntime_engine import OnnxRuntimeEngine
-from search.engines.openvino_engine import OpenVinoEngine
-from search.engines.torch_engines import CompileEngine, EagerEngine
-from search.errors import ConfigError
+from infersearch.engines.base import BuildContext, Engine, EngineMissing, Runner
+from infersearch.engines.onnxruntime_engine import OnnxRuntimeEngine
+from infersearch.engines.openvino_engine import OpenVinoEngine
+from infersearch.engines.torch_engines import CompileEngine, EagerEngine
+from infersearch.errors import ConfigError
 
 ENGINES: dict[str, type[Engine]] = {e.name: e for e in (EagerEngine, CompileEngine, OnnxRuntimeEngine, OpenVinoEngine)}
 

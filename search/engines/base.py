@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from infersearch.device import Capabilities
+from infersearch.errors import UnsupportedError
+from infersearch.passes.quantize import QuantPlan
 from torch import nn
-
-from search.device import Capabilities
-from search.errors import UnsupportedError
-from search.passes.quantize import QuantPlan
 
 
 class EngineMissing(UnsupportedError):

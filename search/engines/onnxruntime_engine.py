@@ -7,13 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from infersearch.device import Capabilities
+from infersearch.engines.base import BuildContext, Engine, Runner, file_mb
+from infersearch.engines.onnx_export import export_onnx
+from infersearch.errors import UnsupportedError
+from infersearch.passes.quantize import QuantPlan
 from torch import nn
-
-from search.device import Capabilities
-from search.engines.base import BuildContext, Engine, Runner, file_mb
-from search.engines.onnx_export import export_onnx
-from search.errors import UnsupportedError
-from search.passes.quantize import QuantPlan
 
 
 class _Calibration:

@@ -6,14 +6,13 @@ import time
 from pathlib import Path
 
 import torch
+from infersearch.device import DTYPES, Capabilities
+from infersearch.engines.base import BuildContext, Engine, Runner
+from infersearch.errors import UnsupportedError
+from infersearch.measure.footprint import serialized_mb
+from infersearch.passes.precision import set_precision
+from infersearch.passes.quantize import QuantPlan, plan, quantize
 from torch import nn
-
-from search.device import DTYPES, Capabilities
-from search.engines.base import BuildContext, Engine, Runner
-from search.errors import UnsupportedError
-from search.measure.footprint import serialized_mb
-from search.passes.precision import set_precision
-from search.passes.quantize import QuantPlan, plan, quantize
 
 
 def _save_exported(module: nn.Module, example: torch.Tensor, path: Path) -> list[Path]:

@@ -4,8 +4,7 @@ checked before the variant is timed: a fast wrong model is not a result."""
 from __future__ import annotations
 
 import torch
-
-from search.errors import ConfigError
+from infersearch.errors import ConfigError
 
 
 class AgreementError(RuntimeError):

@@ -23,9 +23,9 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
-from search.cache import TensorCache, content_hash
-from search.config import MeasureConfig
-from search.measure.latency import LatencyStats, measure_interleaved
+from infersearch.cache import TensorCache, content_hash
+from infersearch.config import MeasureConfig
+from infersearch.measure.latency import LatencyStats, measure_interleaved
 
 # The anchor is timed twice the rounds and six times as long as a trial's baseline, and the fastest
 # of its round medians kept: the machine's undisturbed state, not the one it happened to be in.

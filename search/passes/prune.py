@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 import torch
 import torch_pruning as tp
+from infersearch.config import PruneConfig
 from torch import nn
-
-from search.config import PruneConfig
 
 _IMPORTANCE = {
     "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),

@@ -16,10 +16,9 @@ import warnings
 from dataclasses import dataclass
 
 import torch
+from infersearch.device import Capabilities
+from infersearch.errors import UnsupportedError
 from torch import nn
-
-from search.device import Capabilities
-from search.errors import UnsupportedError
 
 
 @dataclass(frozen=True)

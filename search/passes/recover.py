@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from infersearch.config import RecoverConfig
+from infersearch.models.task import Task
+from infersearch.models.training import fit
 from torch import nn
-
-from models.task import Task
-from models.training import fit
-from search.config import RecoverConfig
 
 
 def recover(

@@ -13,18 +13,17 @@ import logging
 from typing import Any
 
 import optuna
+from infersearch.measure.anchor import anchored_metrics, state_gate
+from infersearch.measure.latency import measure_interleaved
+from infersearch.study.pareto import front
 from optuna.trial import FrozenTrial
-
-from search.measure.anchor import anchored_metrics, state_gate
-from search.measure.latency import measure_interleaved
-from search.study.pareto import front
 
 log = logging.getLogger(__name__)
 BASELINE = "baseline"  # not a trial number
 
 
 def confirm_front(study: optuna.Study, rounds_factor: int = 2, time_factor: float = 3.0) -> dict[str, Any]:
-    from search.trial import _batch, rebuild
+    from infersearch.trial import _batch, rebuild
 
     members = front(study)
     by_batch: dict[int, list[FrozenTrial]] = {}

@@ -10,9 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from infersearch.cache import atomic_write_text
 from optuna.trial import FrozenTrial
-
-from search.cache import atomic_write_text
 
 LOAD = {
     "onnx": (
@@ -46,7 +45,7 @@ def _sha256(path: Path) -> str:
 def export_trial(trial: FrozenTrial, out_dir: Path) -> Path:
     """Rebuild the trial's variant from its stored config (cached steps are reused) and
     save it to ``out_dir/model``; the folder is swapped in whole, never half-written."""
-    from search.trial import rebuild
+    from infersearch.trial import rebuild
 
     stored: dict[str, Any] = dict(trial.user_attrs["config"])
     _, built = rebuild(stored)

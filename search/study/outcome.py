@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
+from infersearch.config import StudyConfig
+from infersearch.errors import ConfigError
 from optuna.trial import TrialState
-
-from search.config import StudyConfig
-from search.errors import ConfigError
 
 EXIT_OK, EXIT_ALL_FAILED, EXIT_NO_FEASIBLE, EXIT_REGRESSED = 0, 3, 4, 5
 

@@ -8,10 +8,9 @@ from typing import Any
 
 import numpy as np
 import optuna
+from infersearch.config import Rule
 from optuna._hypervolume import compute_hypervolume
 from optuna.trial import FrozenTrial, TrialState
-
-from search.config import Rule
 
 
 def front(study: optuna.Study) -> list[FrozenTrial]:

@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+from infersearch.config import StudyConfig
+from infersearch.errors import ConfigError, TrialRejected
+from infersearch.study.pareto import complete_values, feasible, hypervolume, is_finite, reference_point
+from infersearch.study.storage import directions
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
-
-from search.config import StudyConfig
-from search.errors import ConfigError, TrialRejected
-from search.study.pareto import complete_values, feasible, hypervolume, is_finite, reference_point
-from search.study.storage import directions
 
 RESULT_KEYS = ("params", "metrics", "baseline", "env", "timings_s", "history", "config")
 
@@ -153,7 +152,7 @@ def record_external(
     Its values for the space's keys become Optuna params where the space's
     distribution admits them; all of them are in the ``params`` attribute.
     """
-    from search.study.storage import open_study
+    from infersearch.study.storage import open_study
 
     study = open_study(st, sampler=optuna.samplers.RandomSampler())
     params, used = {}, {}

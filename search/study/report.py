@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from infersearch.cache import atomic_write_bytes, atomic_write_text
+from infersearch.config import StudyConfig
+from infersearch.report_table import table
+from infersearch.study.pareto import confirmed_front, feasible, objective_values, recommend
+from infersearch.study.storage import directions
 from optuna.trial import FrozenTrial, TrialState
-
-from search.cache import atomic_write_bytes, atomic_write_text
-from search.config import StudyConfig
-from search.report_table import table
-from search.study.pareto import confirmed_front, feasible, objective_values, recommend
-from search.study.storage import directions
 
 PARAM_COLUMNS = ("prune_ratio", "quant_bits", "precision", "batch_size", "engine")
 

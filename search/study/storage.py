@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from infersearch.config import StudyConfig
+from infersearch.errors import ConfigError
+from infersearch.secrets import mask_url
+from infersearch.study.space import grid
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
-
-from search.config import StudyConfig
-from search.errors import ConfigError
-from search.secrets import mask_url
-from search.study.space import grid
 
 # The heartbeat, its retry callback and fail_stale_trials are marked experimental; this project relies on them.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
