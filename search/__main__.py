@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,15 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
     print(trial_table(result))
     print(f"trial.json: {output_dir / 'trial.json'}")
     return result
+
+
+def cli() -> None:
+    """The ``infersearch`` console script. As with ``python -m infersearch``, the working directory comes
+    first on the import path, so a ``_target_`` in the user's own project resolves; infersearch's own
+    modules live under ``infersearch.``, which a project's ``models`` or ``search`` package cannot shadow."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    main()
 
 
 if __name__ == "__main__":

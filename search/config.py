@@ -157,11 +157,9 @@ class StudyConfig:
     heartbeat_interval: int = 10  # seconds between a running trial's heartbeats (SQL storages)
     grace_period: int = 30  # a running trial silent this long is failed and retried once
     timeout: float | None = None  # seconds: no new trial starts after this (a time budget beside n_trials)
-    # A run's recommendation is "worse" than the previous run's when any objective of it is worse than the
-    # stored previous value by more than this share of that value (metric -> relative tolerance).
-    regression_tolerance: dict[str, float] = field(
-        default_factory=lambda: {"accuracy": 0.005, "latency_ms_per_sample": 0.15}
-    )
+    # Exit 5 when this run's recommendation is worse than the previous run's by more than this many times
+    # the measured noise: the combined per-round spread of the two figures (search/study/regression.py).
+    regression_margin: float = 3.0
 
 
 @dataclass
@@ -217,6 +215,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("study.objectives", "needs at least one objective (metric, direction)")
     if st.max_accuracy_drop is not None and st.max_accuracy_drop < 0:
         raise ConfigError("study.max_accuracy_drop", "must be >= 0 points or null")
+    if st.regression_margin < 0:
+        raise ConfigError("study.regression_margin", f"{st.regression_margin} must be >= 0 (times the measured spread)")
     if st.latency_slo_ms is not None and st.latency_slo_ms <= 0:
         raise ConfigError("study.latency_slo_ms", "must be > 0 ms or null")
     m = cfg.measure

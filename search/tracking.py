@@ -14,6 +14,7 @@ import netrc
 import os
 import re
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -100,6 +101,13 @@ class Tracker:
             fn(*args)
         except Exception as exc:  # tracking never fails the study
             log.warning("W&B: could not log %s: %s: %s", what, type(exc).__name__, exc)
+
+    def pause(self) -> None:
+        """Stop W&B's service (the ``wandb-core`` process and the client's threads outlive ``finish``)
+        before the sweeper times anything itself; the next run starts it again."""
+        wandb = sys.modules.get("wandb")
+        if wandb is not None:
+            self._safely("(stopping the service)", wandb.teardown)
 
     def log_trial(self, trial: FrozenTrial, on_front: bool) -> None:
         self._safely(f"trial {trial.number}", self._log_trial, trial, on_front)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import optuna
 
-from tests.test_study import load, sweep
+from tests.conftest import run_cli
+from tests.test_study import load, sweep, sweep_args
 
 FAST = ["engine=eager", "precision=fp32", "quant.bits=32", "batch_size=choice(1,4)", "prune.ratio=0.0"]
 
@@ -27,26 +28,64 @@ def test_every_trial_failing_exits_3(tmp_path, cache_dir):
     assert len(load(out, "allfail").trials) == 2  # recorded, study intact
 
 
-def test_a_worse_recommendation_than_the_previous_run_exits_5(tmp_path, cache_dir):
-    proc, out = sweep(tmp_path, cache_dir, "sched", "study.n_trials=1", *FAST)
+# An engine made slower on purpose: every ONNX Runtime call also sleeps 2 ms (a bad release, a throttled host).
+SLOW_ORT = """
+import time
+import onnxruntime
+
+_run = onnxruntime.InferenceSession.run
+
+
+def run(self, *args, **kwargs):
+    time.sleep(0.002)
+    return _run(self, *args, **kwargs)
+
+
+onnxruntime.InferenceSession.run = run
+"""
+ORT = ["engine=onnxruntime", "precision=fp32", "quant.bits=32", "batch_size=choice(1,4)", "prune.ratio=0.0"]
+
+
+def test_a_slower_engine_exits_5_and_a_changed_rule_is_reported_and_compared_under_it(tmp_path, cache_dir):
+    proc, out = sweep(tmp_path, cache_dir, "sched", "study.n_trials=2", *ORT)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    study = load(out, "sched")
-    (previous,) = study.user_attrs["recommendations"]
-    # the previous run stored a recommendation ten times as fast as anything this study reaches now
-    faster = {
-        **previous,
-        "values": {**previous["values"], "latency_ms_per_sample": previous["values"]["latency_ms_per_sample"] / 2},
-    }
-    study.set_user_attr("recommendations", [faster])
-    proc, _ = sweep(tmp_path, cache_dir, "sched", "study.n_trials=2", *FAST)
-    assert proc.returncode == 5, proc.stderr[-2000:]
-    assert "got worse than the previous run's: latency_ms_per_sample" in proc.stdout + proc.stderr
-    # with a tolerance wide enough, the same figures pass
-    study.set_user_attr("recommendations", [faster])
-    proc, _ = sweep(
-        tmp_path, cache_dir, "sched", "study.n_trials=2", *FAST, "study.regression_tolerance.latency_ms_per_sample=50"
+    (first,) = load(out, "sched").user_attrs["recommendations"]
+    assert first["settings"]["rule"] == "fastest" and first["spread"] >= 0
+    proc, _ = sweep(tmp_path, cache_dir, "sched", "study.n_trials=2", *ORT, "study.recommend=most_accurate",
+                    "study.max_accuracy_drop=5")  # fmt: skip
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "rule changed since the previous run (fastest -> most_accurate): compared under the new rule" in text
+    assert "constraints changed since the previous run" in text
+    assert "against the previous run's recommendation: trial" in text and "deterministic, no margin" in text
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text(SLOW_ORT)
+    proc = run_cli(*sweep_args(tmp_path, cache_dir, "sched", "study.n_trials=2", *ORT), env={"PYTHONPATH": str(slow)})
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 5, text[-3000:]
+    assert "the recommendation got worse than the previous run's: trial" in text
+    assert "against the previous run's trial" in text and "engine=onnxruntime" in text
+    assert "margin" in text and "the previous one re-timed now" in text
+    stored = load(out, "sched").user_attrs["recommendations"]
+    assert (
+        len(stored) == 3
+        and stored[-1]["values"]["latency_ms_per_sample"] > 2 * first["values"]["latency_ms_per_sample"]
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_an_unchanged_study_topped_up_five_times_never_exits_5(tmp_path, cache_dir):
+    space = ["engine=choice(eager,onnxruntime)", "precision=fp32", "quant.bits=32", "batch_size=choice(1,4)",
+             "prune.ratio=choice(0.0,0.5)", "study.max_accuracy_drop=null"]  # fmt: skip
+    codes, picks = [], []
+    for n in range(2, 8):  # a first run, then five top-ups of one trial each; W&B logging on (offline)
+        proc, out = sweep(tmp_path, cache_dir, "topup", f"study.n_trials={n}", *space)
+        codes.append(proc.returncode)
+        assert proc.returncode != 5, (proc.stdout + proc.stderr)[-3000:]
+        picks.append(load(out, "topup").user_attrs["recommendations"][-1]["trial"])
+    assert codes == [0] * 6, codes
+    assert len(load(out, "topup").user_attrs["recommendations"]) == 6
+    assert list((out / "wandb").glob("offline-run-*"))  # tracking was on
 
 
 def test_time_budget_stops_starting_trials(tmp_path, cache_dir):

@@ -13,19 +13,15 @@ from optuna.trial import TrialState
 from tests.conftest import TINY, run_cli
 
 
-def sweep(tmp_path: Path, cache_dir: Path, name: str, *args: str):
+def sweep_args(tmp_path: Path, cache_dir: Path, name: str, *args: str) -> list[str]:
+    """The command line of a small study in ``tmp_path / name``."""
     out = tmp_path / name
-    proc = run_cli(
-        "-m",
-        *TINY,
-        f"cache_dir={cache_dir}",
-        f"study.name={name}",
-        f"study.output_dir={out}",
-        "measure.min_repeats=6",
-        "measure.min_time_s=0.02",
-        *args,
-    )
-    return proc, out
+    return ["-m", *TINY, f"cache_dir={cache_dir}", f"study.name={name}", f"study.output_dir={out}",
+            "measure.min_repeats=6", "measure.min_time_s=0.02", *args]  # fmt: skip
+
+
+def sweep(tmp_path: Path, cache_dir: Path, name: str, *args: str):
+    return run_cli(*sweep_args(tmp_path, cache_dir, name, *args)), tmp_path / name
 
 
 def load(out: Path, name: str) -> optuna.Study:

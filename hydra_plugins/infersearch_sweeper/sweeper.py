@@ -147,11 +147,7 @@ class InfersearchSweeper(Sweeper):
             if self._failing(study, st):
                 log.error("more than %.0f%% of measured trials failed: stopping the sweep", 100 * st.max_failure_rate)
                 break
-        if st.confirm and front(study):
-            try:
-                confirm_front(study)
-            except Exception as exc:  # the first measurements stand; say why they were not confirmed
-                log.warning("could not confirm the front: %s: %s", type(exc).__name__, exc)
+        self._confirm(study, st)
         summary = write_report(study, st)
         log.info("\n%s", summary_text(summary, st))
         model_dir = None
@@ -163,6 +159,21 @@ class InfersearchSweeper(Sweeper):
                 log.error("could not export the recommended model: %s: %s", type(exc).__name__, exc)
         self.tracker.log_study(study, summary, model_dir)
         return conclude(study, summary, st)
+
+    def _confirm(self, study, st: StudyConfig) -> None:
+        """Re-time the front and the previous run's recommendation side by side (search/study/confirm.py),
+        with W&B's service stopped: it is not needed again until the study run is logged."""
+        for key in ("confirmation", "confirmation_context"):  # this run's figures only, never a stale run's
+            study.set_user_attr(key, {})
+        if not (st.confirm and front(study)):
+            return
+        previous = (study.user_attrs.get("recommendations") or [{}])[-1].get("trial")
+        self.tracker.pause()
+        try:
+            measure = OmegaConf.to_object(self.config.measure)
+            confirm_front(study, measure, self.config.cache_dir, previous, bool(self.config.isolate))
+        except Exception as exc:  # the first measurements stand; say why they were not confirmed
+            log.warning("could not confirm the front: %s: %s", type(exc).__name__, exc)
 
     def refusal(self, params: dict[str, Any]) -> ConfigError | None:
         """What the job would refuse before doing any work (device, precision, bit-width, ranges)."""

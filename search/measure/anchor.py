@@ -18,6 +18,7 @@ ran slower than ``measure.max_state`` times the anchor is thrown away and re-run
 
 from __future__ import annotations
 
+import math
 import platform
 import statistics
 from collections.abc import Callable
@@ -73,6 +74,15 @@ def state_gate(anchor: float, max_state: float, baseline: str = "baseline") -> C
 def round_ratio(variant: LatencyStats, baseline: LatencyStats) -> float:
     """Median over interleaved rounds of variant / baseline: each pair ran moments apart."""
     return statistics.median(v / b for v, b in zip(variant.round_p50_ms, baseline.round_p50_ms))
+
+
+def log_spread(ratios: list[float]) -> float:
+    """Robust standard deviation of the per-round log ratios (1.4826 x MAD): one round's noise."""
+    logs = [math.log(r) for r in ratios if r > 0]
+    if len(logs) < 2:
+        return 0.0
+    mid = statistics.median(logs)
+    return 1.4826 * statistics.median(abs(x - mid) for x in logs)
 
 
 def anchored_metrics(variant: LatencyStats, baseline: LatencyStats, anchor: float) -> dict[str, float]:

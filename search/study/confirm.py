@@ -1,68 +1,123 @@
 """Pareto confirmation: before recommending, re-measure the front's latencies side by side.
 
 Each front member was timed once, at its own moment, on a machine whose speed drifts. Here all
-members are rebuilt from their stored configs (cached steps are reused) and
-timed in the same interleaved rounds, with more repeats, per batch size. The confirmed figures are
-stored in the study (``confirmation`` user attribute); the report recomputes the front with them and
-says which members moved off it.
+members, and the previous run's recommendation, are rebuilt from their stored configs (cached steps
+are reused) and timed in the same interleaved rounds, with more repeats, per batch size, under this
+run's measurement settings. The rounds run in a child process of their own (as trials do): nothing
+that lives in the sweeper's process (W&B's service threads and ``wandb-core``, Optuna's heartbeat,
+storage connections) shares the interpreter that times them. The confirmed figures, with each
+member's per-round ratios to the baseline (the spread the regression check takes its margin from),
+are stored in the study (``confirmation`` user attribute; ``confirmation_context`` says which trial
+was the previous recommendation and under which settings it was all timed).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import statistics
+from dataclasses import asdict
 from typing import Any
 
 import optuna
-from infersearch.measure.anchor import anchored_metrics, state_gate
-from infersearch.measure.latency import measure_interleaved
+from infersearch.config import MeasureConfig
+from infersearch.measure.anchor import anchor_ms, anchored_metrics, log_spread, state_gate
+from infersearch.measure.latency import LatencyStats, measure_interleaved
 from infersearch.study.pareto import front
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 log = logging.getLogger(__name__)
 BASELINE = "baseline"  # not a trial number
+ROUNDS_FACTOR, TIME_FACTOR = 2, 3.0
 
 
-def confirm_front(study: optuna.Study, rounds_factor: int = 2, time_factor: float = 3.0) -> dict[str, Any]:
+def _members(study: optuna.Study, previous: int | None) -> list[FrozenTrial]:
+    members = front(study)
+    if previous is not None and previous not in {t.number for t in members}:
+        trials = study.get_trials(deepcopy=False)
+        if previous < len(trials) and trials[previous].state == TrialState.COMPLETE:
+            members.append(trials[previous])
+    return members
+
+
+def measure_members(configs: dict[str, dict[str, Any]], measure: dict[str, Any], cache_dir: str) -> dict[str, Any]:
+    """Rebuild each stored config and time them all side by side, per batch size (run in a child)."""
+    import torch
+    from infersearch.cache import TensorCache
+    from infersearch.device import capabilities, resolve
     from infersearch.trial import _batch, rebuild
 
-    members = front(study)
-    by_batch: dict[int, list[FrozenTrial]] = {}
-    for t in members:
-        by_batch.setdefault(int(t.user_attrs["params"]["batch_size"]), []).append(t)
-    confirmed: dict[str, Any] = {}
-    for bs, trials in by_batch.items():
-        fns, cfg, built = {}, None, None
-        for t in trials:
-            cfg, built = rebuild(dict(t.user_attrs["config"]))
+    by_batch: dict[int, dict[str, dict[str, Any]]] = {}
+    for number, stored in configs.items():
+        by_batch.setdefault(int(stored["batch_size"]), {})[number] = stored
+    out: dict[str, Any] = {"members": {}, "baseline_round_p50_ms": {}}
+    for bs, group in by_batch.items():
+        fns, anchor = {}, None
+        for number, stored in group.items():
+            cfg, built = rebuild(stored | {"measure": measure, "cache_dir": cache_dir})
             native = built.runner.prepare(_batch(built.task, bs))
-            fns[str(t.number)] = (lambda run, x: lambda: run(x))(built.runner.run, native)
-        m = cfg.measure
-        device = trials[0].user_attrs["env"]["device"]
-        anchor = trials[0].user_attrs["metrics"].get("anchor_ms") if m.anchor else None
-        if anchor:  # the baseline joins the rounds, so confirmed figures are anchored like the first ones
+            fns[number] = (lambda run, x: lambda: run(x))(built.runner.run, native)
+        m, device = cfg.measure, resolve(getattr(cfg.device, "value", cfg.device))
+        if m.anchor:  # the baseline joins the rounds, so confirmed figures are anchored like the first ones
             reference, x_ref = built.base.fresh().to(device), _batch(built.task, bs).to(device)
             fns[BASELINE] = lambda: reference(x_ref)
+            anchor, _ = anchor_ms(
+                fns[BASELINE], built.base.key, bs, device, capabilities(device).name, torch.get_num_threads(), m,
+                TensorCache(cache_dir),
+            )  # fmt: skip
         stats = measure_interleaved(
-            fns,
-            bs,
-            device,
-            m.warmup,
-            m.min_repeats * rounds_factor,
-            m.min_time_s * time_factor,
-            m.rounds * rounds_factor,
-            state_gate(anchor, m.max_state) if anchor else None,
-            m.max_wait_s,
-        )
-        for t in trials:
-            own = stats[str(t.number)]
-            metrics = anchored_metrics(own, stats[BASELINE], anchor) if anchor else own.as_metrics()
-            before = t.user_attrs["metrics"]["latency_ms_per_sample"]
-            confirmed[str(t.number)] = metrics | {"ratio_to_first": metrics["latency_ms_per_sample"] / before}
+            fns, bs, device, m.warmup, m.min_repeats * ROUNDS_FACTOR, m.min_time_s * TIME_FACTOR,
+            m.rounds * ROUNDS_FACTOR, state_gate(anchor, m.max_state) if anchor else None, m.max_wait_s,
+        )  # fmt: skip
+        base = stats.get(BASELINE)
+        for number in group:
+            out["members"][number] = _confirmed(stats[number], base, anchor)
+        if base is not None:
+            out["baseline_round_p50_ms"][str(bs)] = list(base.round_p50_ms)
+    return out
+
+
+def _confirmed(own: LatencyStats, base: LatencyStats | None, anchor: float | None) -> dict[str, Any]:
+    metrics = anchored_metrics(own, base, anchor) if anchor and base is not None else own.as_metrics()
+    if base is not None:
+        ratios = [v / b for v, b in zip(own.round_p50_ms, base.round_p50_ms)]
+    else:  # no baseline in the rounds: the spread of the raw round medians
+        mid = statistics.median(own.round_p50_ms)
+        ratios = [v / mid for v in own.round_p50_ms]
+    return metrics | {"round_p50_ms": list(own.round_p50_ms), "round_ratios": ratios, "spread": log_spread(ratios)}
+
+
+def confirm_front(
+    study: optuna.Study, measure: MeasureConfig, cache_dir: str, previous: int | None, isolate: bool = True
+) -> dict[str, Any]:
+    """Time the front and the previous recommendation side by side; store and return the figures."""
+    from infersearch.isolation import run_isolated
+
+    members = _members(study, previous)
+    configs = {str(t.number): dict(t.user_attrs["config"]) for t in members}
+    plain = {k: getattr(v, "value", v) for k, v in asdict(measure).items()}
+    args = (configs, plain, cache_dir)
+    result = run_isolated(measure_members, *args) if isolate else measure_members(*args)
+    confirmed = {}
+    for t in members:
+        metrics = result["members"][str(t.number)]
+        before = t.user_attrs["metrics"]["latency_ms_per_sample"]
+        confirmed[str(t.number)] = metrics | {"ratio_to_first": metrics["latency_ms_per_sample"] / before}
     study.set_user_attr("confirmation", confirmed)
+    study.set_user_attr(
+        "confirmation_context",
+        {
+            "previous_recommendation": previous if previous is not None and str(previous) in confirmed else None,
+            "baseline_round_p50_ms": result["baseline_round_p50_ms"],
+            "measure": plain,
+            "time": dt.datetime.now(dt.timezone.utc).isoformat(),
+        },
+    )
     moved = [n for n, c in confirmed.items() if abs(c["ratio_to_first"] - 1) > 0.1]
     log.info(
-        "confirmed %d front members side by side; latency moved by more than 10%% for: %s",
-        len(confirmed),
+        "confirmed %d front members%s side by side; latency moved by more than 10%% for: %s",
+        len(front(study)),
+        f" and the previous recommendation (trial {previous})" if len(members) > len(front(study)) else "",
         ", ".join(moved) or "none",
     )
     return confirmed

@@ -1,19 +1,23 @@
 """How a sweep ends: its exit status, and the checks that keep a scheduled study honest.
 
 Exit status: 0 done; 3 every measured trial failed; 4 no feasible configuration;
-5 the recommendation got worse than the one the previous run stored.
+5 the recommendation got worse than the previous run's (search/study/regression.py says what that means).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
-from typing import Any
 
 import optuna
 from infersearch.config import StudyConfig
 from infersearch.errors import ConfigError
+from infersearch.study.pareto import objective_values
+from infersearch.study.regression import disturbed, settings, spread_of, verdict
 from optuna.trial import TrialState
+
+log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_ALL_FAILED, EXIT_NO_FEASIBLE, EXIT_REGRESSED = 0, 3, 4, 5
 
@@ -37,20 +41,6 @@ def check_model(study: optuna.Study, key: str, st: StudyConfig) -> None:
         )
 
 
-def regression(previous: dict[str, Any], values: dict[str, float], st: StudyConfig) -> str | None:
-    """Why ``values`` are worse than the previous recommendation's, or None."""
-    for o in st.objectives:
-        name, direction = o.metric, getattr(o.direction, "value", o.direction)
-        if name not in previous.get("values", {}):
-            continue
-        old, new = previous["values"][name], values[name]
-        margin = st.regression_tolerance.get(name, 0.05) * abs(old)
-        worse = new > old + margin if direction == "minimize" else new < old - margin
-        if worse:
-            return f"{name} {new:.6g} vs {old:.6g} before (tolerance {margin:.3g})"
-    return None
-
-
 def conclude(study: optuna.Study, summary, st: StudyConfig) -> Outcome:
     """The exit status of this run; stores its recommendation for the next run to compare with."""
     measured = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("measured")]
@@ -60,16 +50,29 @@ def conclude(study: optuna.Study, summary, st: StudyConfig) -> Outcome:
     if rec is None:
         return Outcome(EXIT_NO_FEASIBLE, "no feasible configuration: every complete trial violates a constraint")
     history = list(study.user_attrs.get("recommendations", []))
-    values = {o.metric: v for o, v in zip(st.objectives, rec.values)}
+    confirmation = study.user_attrs.get("confirmation", {})
+    values = objective_values(rec, confirmation, st.objectives)
     entry = {
         "time": dt.datetime.now(dt.timezone.utc).isoformat(),
         "trial": rec.number,
-        "values": values,
+        "values": {o.metric: v for o, v in zip(st.objectives, values)},
+        "spread": spread_of(rec, confirmation),
+        "disturbed": disturbed(rec, confirmation),
         "params": rec.user_attrs.get("params", {}),
+        "settings": settings(st),
     }
     study.set_user_attr("recommendations", [*history, entry][-50:])
-    if history:
-        why = regression(history[-1], values, st)
-        if why:
-            return Outcome(EXIT_REGRESSED, f"the recommendation got worse than the previous run's: {why}")
+    if not history:
+        return Outcome(EXIT_OK, f"recommended trial {rec.number}")
+    previous = history[-1]
+    trials = study.get_trials(deepcopy=False)
+    p = previous.get("trial")
+    found = trials[p] if isinstance(p, int) and p < len(trials) else None
+    v = verdict(previous, rec, values, confirmation, found, st)
+    for note in v.notes:
+        log.warning("%s", note)
+    if v.regressed:
+        return Outcome(EXIT_REGRESSED, f"the recommendation got worse than the previous run's: {v.message}")
+    if v.message:
+        log.info("against the previous run's recommendation: %s", v.message)
     return Outcome(EXIT_OK, f"recommended trial {rec.number}")

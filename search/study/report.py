@@ -15,6 +15,7 @@ from infersearch.cache import atomic_write_bytes, atomic_write_text
 from infersearch.config import StudyConfig
 from infersearch.report_table import table
 from infersearch.study.pareto import confirmed_front, feasible, objective_values, recommend
+from infersearch.study.regression import keep_previous
 from infersearch.study.storage import directions
 from optuna.trial import FrozenTrial, TrialState
 
@@ -148,6 +149,13 @@ def write_report(study: optuna.Study, st: StudyConfig, out_dir: str | Path | Non
     if members:
         values = [objective_values(t, confirmation, st.objectives) for t in members]
         recommended, rule = recommend(members, st.recommend, directions(st), values)
+        previous = study.user_attrs.get("confirmation_context", {}).get("previous_recommendation")
+        by_number = {t.number: t for t in members}
+        kept = keep_previous(
+            recommended, by_number.get(previous), {t.number: v for t, v in zip(members, values)}, confirmation, st
+        )
+        if kept:
+            recommended, rule = by_number[previous], f"{rule}; {kept}"
         rec = _member(recommended, st) | {
             "rule": rule,
             "study": st.name,

@@ -1,0 +1,57 @@
+"""The regression verdict on real Optuna trials: worse under the study's own rule, by more than the noise."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from infersearch.config import Rule, StudyConfig
+from infersearch.study.regression import settings, verdict
+
+
+def _trial(number: int, accuracy: float, latency: float, rounds: list[float]) -> optuna.trial.FrozenTrial:
+    t = optuna.trial.create_trial(
+        values=[accuracy, latency],
+        user_attrs={"metrics": {"accuracy_drop": 0.0}, "params": {"engine": "onnxruntime"}},
+    )
+    t.number = number
+    return t
+
+
+def _previous(st: StudyConfig, accuracy: float, latency: float, spread: float = 0.02) -> dict:
+    values = {"accuracy": accuracy, "latency_ms_per_sample": latency}
+    return {"trial": 0, "values": values, "spread": spread, "settings": settings(st)}
+
+
+def _confirmed(spread: float) -> dict:
+    return {"1": {"latency_ms_per_sample": 0.0, "spread": spread}}
+
+
+@pytest.mark.parametrize(
+    ("rule", "accuracy", "latency", "regressed"),
+    [
+        (Rule.fastest, 0.985, 0.008, False),  # faster, a little less accurate, still feasible: better
+        (Rule.fastest, 0.99, 0.0104, False),  # 4% slower, inside 3 x the combined 2% spreads (8.5%)
+        (Rule.fastest, 0.99, 0.0115, True),  # 15% slower: outside it
+        (Rule.most_accurate, 0.985, 0.008, True),  # its deciding objective is accuracy, exact
+        (Rule.knee, 0.985, 0.008, False),  # a trade, not dominated
+        (Rule.knee, 0.985, 0.0125, True),  # less accurate and slower: dominated
+    ],
+)
+def test_worse_means_worse_under_the_rule_by_more_than_the_noise(rule, accuracy, latency, regressed):
+    st = StudyConfig(name="s", recommend=rule)
+    prev, new = _trial(0, 0.99, 0.01, []), _trial(1, accuracy, latency, [])
+    v = verdict(_previous(st, 0.99, 0.01), new, [accuracy, latency], _confirmed(0.02), prev, st)
+    assert v.regressed is regressed, v.message
+    assert "trial 1 (engine=onnxruntime) against the previous run's trial 0 (engine=onnxruntime)" in v.message
+
+
+def test_a_previous_recommendation_that_violates_new_constraints_is_not_compared():
+    st = StudyConfig(name="s", max_accuracy_drop=0.5)
+    prev = _trial(0, 0.99, 0.001, [])
+    prev.user_attrs["metrics"]["accuracy_drop"] = 0.8
+    before = settings(StudyConfig(name="s", max_accuracy_drop=1.0))
+    v = verdict(_previous(st, 0.99, 0.001) | {"settings": before}, _trial(1, 0.99, 0.01, []), [0.99, 0.01],
+                _confirmed(0.02), prev, st)  # fmt: skip
+    assert not v.regressed
+    assert any("constraints changed" in n for n in v.notes)
+    assert any("violates max_accuracy_drop now: not compared" in n for n in v.notes)
