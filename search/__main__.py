@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from infersearch.cache import atomic_write_text
 from infersearch.config import Config
-from infersearch.errors import ConfigError
+from infersearch.errors import ConfigError, StepFailed
 from infersearch.isolation import run_isolated
 from infersearch.report_table import trial_table
 from infersearch.secrets import scrub
@@ -76,7 +76,7 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
         return run_recorded(cfg, output_dir, list(hc.overrides.task))
     try:
         result = run(cfg, output_dir)
-    except ConfigError as exc:
+    except (ConfigError, StepFailed) as exc:  # one line, no traceback: the step and the library's message
         log.error("%s", exc)
         sys.exit(2)
     print(f"\n{cfg.model._target_.rsplit('.', 1)[0]}  params: {result['params']}")
