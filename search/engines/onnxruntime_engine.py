@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -60,6 +61,8 @@ class OnnxRuntimeEngine(Engine):
             from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
             from onnxruntime.quantization.shape_inference import quant_pre_process
 
+            # its INFO lines ("Performing symbolic shape inference...") would print once per trial
+            logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
             prepared = ctx.workdir / "model.prep.onnx"
             quantized = ctx.workdir / "model.int8.onnx"
             with self.step("quantize"):
