@@ -15,6 +15,7 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from infersearch import preload
 from infersearch.cache import atomic_write_text
 from infersearch.config import Config
 from infersearch.errors import ConfigError, StepFailed
@@ -40,6 +41,8 @@ def run(cfg: DictConfig, output_dir: Path | None = None, early: bool = False) ->
     check(typed)  # refusals stay one clear line, before any process is started
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     args = (trial_dict, typed, model_cfg, early)
+    if typed.isolate:
+        preload.offer(model_cfg, typed.cache_dir)  # the fork server, when it starts, loads this baseline once
     result = run_isolated(*args) if typed.isolate else trial_dict(*args[1:])
     result["config"] = scrub(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     if output_dir is not None:
