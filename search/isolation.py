@@ -63,8 +63,9 @@ def _child(fn: Callable[..., Any], args: tuple, conn) -> None:
     shown = [_portable(w) for w in caught]
     try:
         conn.send((kind, payload, shown))
-    except Exception:  # noqa: BLE001 - an exception that does not pickle
-        conn.send(("raised", TrialRaised(f"{type(payload).__name__}: {payload}"), shown))
+    except Exception as unsent:  # noqa: BLE001 - a result or an exception that does not pickle
+        exc = payload if kind == "raised" else unsent
+        conn.send(("raised", TrialRaised(f"{type(exc).__name__}: {exc}"), shown))
     finally:
         conn.close()
 

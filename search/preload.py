@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from infersearch.baseline import Baseline, baseline_key, get_baseline, load_task
 from infersearch.cache import TensorCache
 
@@ -34,11 +35,15 @@ def _preload() -> None:
     spec = os.environ.get(ENV)
     if not spec:
         return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # OpenMP's thread pool does not survive a fork: a trial's first parallel op would hang
     try:
         wanted = json.loads(spec)
         baseline(wanted["model"], TensorCache(wanted["cache_dir"]))
     except Exception:  # noqa: BLE001 - the fork server must start; each trial loads it and reports its error
         pass
+    finally:
+        torch.set_num_threads(threads)  # sets the count only; the pool starts in each trial's process
 
 
 _preload()

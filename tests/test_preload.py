@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import torch
 from infersearch import preload
 from infersearch.cache import TensorCache
 
@@ -23,6 +24,9 @@ print(isolation.run_isolated(held_keys))
 
 
 def held_keys() -> list[str]:
+    """What the trial's process inherited, after a parallel op (OpenMP's pool used before the fork would hang it)."""
+    torch.set_num_threads(2)
+    torch.ones(256, 256) @ torch.ones(256, 256)
     return sorted(preload._baselines)
 
 
@@ -35,7 +39,7 @@ def test_same_content_is_loaded_once_and_other_content_loads_its_own(tmp_path):
 
 
 def test_a_trial_process_inherits_the_fork_servers_baseline(tmp_path):
-    proc = subprocess.run(
+    proc = subprocess.run(  # a fresh process: its fork server starts after the offer
         [sys.executable, "-c", CHILD_SEES_IT, str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -90,7 +90,7 @@ def progress(study, study_cfg: StudyConfig, started: float, measured_before: int
     parts = [f"{done}/{study_cfg.n_trials} measured", f"{clock(elapsed)} elapsed"]
     if done < study_cfg.n_trials and done > measured_before:
         parts.append(f"~{clock(elapsed / (done - measured_before) * (study_cfg.n_trials - done))} left")
-    members = [t for t in front(study) if feasible(t)]
+    members = front(study)  # feasible trials only
     if members:
         sign = -1 if directions(study_cfg)[-1] == "maximize" else 1
         parts.append("best: " + objective_text(min(members, key=lambda t: sign * t.values[-1]), study_cfg))
