@@ -16,9 +16,10 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from infersearch import preload
 from infersearch.cache import atomic_write_text
 from infersearch.config import Config
-from infersearch.errors import ConfigError
+from infersearch.errors import ConfigError, StepFailed
 from infersearch.isolation import run_isolated
 from infersearch.report_table import trial_table
 from infersearch.secrets import scrub
@@ -41,6 +42,8 @@ def run(cfg: DictConfig, output_dir: Path | None = None, early: bool = False) ->
     check(typed)  # refusals stay one clear line, before any process is started
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     args = (trial_dict, typed, model_cfg, early)
+    if typed.isolate:
+        preload.offer(model_cfg, typed.cache_dir)  # the fork server, when it starts, loads this baseline once
     result = run_isolated(*args) if typed.isolate else trial_dict(*args[1:])
     result["config"] = scrub(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     if output_dir is not None:
@@ -77,7 +80,7 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
         return run_recorded(cfg, output_dir, list(hc.overrides.task))
     try:
         result = run(cfg, output_dir)
-    except ConfigError as exc:
+    except (ConfigError, StepFailed) as exc:  # one line, no traceback: the step and the library's message
         log.error("%s", exc)
         sys.exit(2)
     print(f"\n{cfg.model._target_.rsplit('.', 1)[0]}  params: {result['params']}")

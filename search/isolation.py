@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import signal
+import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
-_PRELOAD = ["infersearch.trial", "infersearch.engines", "torch", "onnxruntime"]
+# infersearch.preload last: it loads the baseline that infersearch.preload.offer named, with the imports above done
+_PRELOAD = ["infersearch.trial", "infersearch.engines", "torch", "onnxruntime", "infersearch.preload"]
 _context: mp.context.BaseContext | None = None
+_shown: set[tuple[str, str]] = set()  # (category, text) of the trials' warnings shown in this process
+Relayed = tuple[str, str, str, int]  # category as module:qualname, text, file, line
 
 
 class TrialCrashed(RuntimeError):
@@ -32,14 +37,35 @@ def _context_once() -> mp.context.BaseContext:
     return _context
 
 
+def _portable(w: warnings.WarningMessage) -> Relayed:
+    return f"{w.category.__module__}:{w.category.__qualname__}", str(w.message), w.filename, w.lineno
+
+
+def relay(records: list[Relayed]) -> None:
+    """Show a trial's warnings here, each distinct one once per process: every trial's process starts
+    from the fork server with none shown, so a study would print them once per trial."""
+    for category, text, filename, lineno in records:
+        if (category, text) in _shown:
+            continue
+        _shown.add((category, text))
+        module, _, name = category.partition(":")
+        cls = getattr(sys.modules.get(module), name, None)
+        cls = cls if isinstance(cls, type) and issubclass(cls, Warning) else UserWarning
+        warnings.warn_explicit(text, cls, filename, lineno)
+
+
 def _child(fn: Callable[..., Any], args: tuple, conn) -> None:
-    try:
-        conn.send(("ok", fn(*args)))
-    except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent, pickled or as text
+    with warnings.catch_warnings(record=True) as caught:
         try:
-            conn.send(("raised", exc))
-        except Exception:  # noqa: BLE001 - an exception that does not pickle
-            conn.send(("raised", TrialRaised(f"{type(exc).__name__}: {exc}")))
+            kind, payload = "ok", fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent, pickled or as text
+            kind, payload = "raised", exc
+    shown = [_portable(w) for w in caught]
+    try:
+        conn.send((kind, payload, shown))
+    except Exception as unsent:  # noqa: BLE001 - a result or an exception that does not pickle
+        exc = payload if kind == "raised" else unsent
+        conn.send(("raised", TrialRaised(f"{type(exc).__name__}: {exc}"), shown))
     finally:
         conn.close()
 
@@ -58,10 +84,11 @@ def run_isolated(fn: Callable[..., Any], *args: Any) -> Any:
     proc.start()
     child.close()
     try:
-        kind, payload = parent.recv()
+        kind, payload, shown = parent.recv()
     except EOFError:
-        kind, payload = "died", None
+        kind, payload, shown = "died", None, []
     proc.join()
+    relay(shown)
     if kind == "ok":
         return payload
     if kind == "raised":

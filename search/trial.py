@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from infersearch.baseline import Baseline, get_baseline, load_task
+from infersearch import preload
+from infersearch.baseline import Baseline
 from infersearch.cache import TensorCache
 from infersearch.config import Config, validate
 from infersearch.device import capabilities, resolve, set_tf32
@@ -144,8 +145,8 @@ def build(cfg: Config, model_cfg: Any, sw: _Stopwatch | None = None, early: bool
     cache = TensorCache(cfg.cache_dir)
     sw = sw or _Stopwatch()
     with sw("baseline"):
-        task = load_task(model_cfg)
-        base = get_baseline(task, cache)
+        base = preload.baseline(model_cfg, cache)
+        task = base.task
     example = task.example_input(1)
     before = footprint(base.model, example)
     model, prune_hit, losses = pruned_model(base, cfg.prune, cfg.recover, cfg.seed, cache, sw)

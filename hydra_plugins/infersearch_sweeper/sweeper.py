@@ -8,13 +8,13 @@ import itertools
 import logging
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import optuna
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
+from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from infersearch.baseline import baseline_key, load_task
@@ -24,7 +24,7 @@ from infersearch.secrets import mask_url
 from infersearch.study.confirm import confirm_front
 from infersearch.study.export import export_trial
 from infersearch.study.outcome import EXIT_OK, Outcome, check_model, conclude
-from infersearch.study.pareto import front
+from infersearch.study.pareto import feasible, front
 from infersearch.study.record import (
     FINISHED,
     counts,
@@ -37,7 +37,7 @@ from infersearch.study.record import (
 )
 from infersearch.study.report import summary_text, write_report
 from infersearch.study.space import build_space, grid, grid_size, override_line
-from infersearch.study.storage import open_study, storage_url
+from infersearch.study.storage import directions, open_study, storage_url
 from infersearch.study.warm_start import warm_start_trials
 from infersearch.tracking import Tracker
 from infersearch.trial import check
@@ -46,9 +46,6 @@ from optuna.storages._heartbeat import get_heartbeat_thread  # the thread study.
 from optuna.trial import TrialState
 
 log = logging.getLogger(__name__)
-# ask/tell with Optuna's heartbeat is what this sweeper does on purpose; fail_stale_trials is "experimental"
-warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def measured_count(study) -> int:
@@ -66,13 +63,48 @@ def evaluated_params(study) -> set[tuple]:
     return {tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False, states=FINISHED)}
 
 
-def trial_line(frozen, study_cfg: StudyConfig, on_front: bool, note: str = "") -> str:
+def job_value(ret: Any) -> Any:
+    """A launched job's return value, or its exception raised, without the "Error executing job with
+    overrides" line Hydra's ``return_value`` writes to stderr: the trial line already says what failed."""
+    if isinstance(ret, Exception):
+        raise ret
+    if ret.status == JobStatus.FAILED:
+        raise ret._return_value
+    return ret.return_value
+
+
+def clock(seconds: float) -> str:
+    minutes, s = divmod(int(seconds), 60)
+    h, m = divmod(minutes, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def objective_text(trial, study_cfg: StudyConfig) -> str:
+    return " ".join(f"{o.metric}={v:.4g}" for o, v in zip(study_cfg.objectives, trial.values))
+
+
+def progress(study, study_cfg: StudyConfig, started: float, measured_before: int) -> str:
+    """Budget used, time spent and left (at this run's pace so far), and the best so far: the feasible
+    front member best on the study's last objective (the fastest, with the default objectives)."""
+    done, elapsed = measured_count(study), time.monotonic() - started
+    parts = [f"{done}/{study_cfg.n_trials} measured", f"{clock(elapsed)} elapsed"]
+    if done < study_cfg.n_trials and done > measured_before:
+        parts.append(f"~{clock(elapsed / (done - measured_before) * (study_cfg.n_trials - done))} left")
+    members = front(study)  # feasible trials only
+    if members:
+        sign = -1 if directions(study_cfg)[-1] == "maximize" else 1
+        parts.append("best: " + objective_text(min(members, key=lambda t: sign * t.values[-1]), study_cfg))
+    return ", ".join(parts)
+
+
+def trial_line(frozen, study_cfg: StudyConfig, on_front: bool, note: str = "", status: str = "") -> str:
+    """One line per trial: ``trial N (status): params -> objectives``, or its state and error."""
+    head = f"trial {frozen.number}" + (f" ({status})" if status else "")
     params = " ".join(f"{k}={v}" for k, v in frozen.params.items())
     if frozen.state == TrialState.COMPLETE:
-        vals = " ".join(f"{o.metric}={v:.4g}" for o, v in zip(study_cfg.objectives, frozen.values))
-        feas = "" if all(v <= 0 for v in frozen.constraints.values()) else " infeasible"
-        return f"trial {frozen.number}: {params} -> {vals}{feas}{' [front]' if on_front else ''}{note}"
-    return f"trial {frozen.number}: {params} -> {frozen.state.name} {frozen.user_attrs.get('error', '')}{note}"
+        feas = "" if feasible(frozen) else " infeasible"
+        return f"{head}: {params} -> {objective_text(frozen, study_cfg)}{feas}{' [front]' if on_front else ''}{note}"
+    return f"{head}: {params} -> {frozen.state.name} {frozen.user_attrs.get('error', '')}{note}"
 
 
 class InfersearchSweeper(Sweeper):
@@ -82,6 +114,7 @@ class InfersearchSweeper(Sweeper):
         self.launcher = None
         self.tracker: Tracker | None = None
         self.job_idx = 0
+        self.started = (time.monotonic(), 0)  # when this sweep began, and the measured trials then
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
@@ -122,6 +155,7 @@ class InfersearchSweeper(Sweeper):
             st.n_trials,
         )
         size, streak = grid_size(dists), 0
+        self.started = (time.monotonic(), measured_count(study))  # for the trial lines' progress
         self._report_refusals(dists)
         deadline = None if st.timeout is None else time.monotonic() + st.timeout
         while True:
@@ -241,11 +275,11 @@ class InfersearchSweeper(Sweeper):
                 streak += 1
             elif previous is not None:
                 frozen = reuse(study, trial, previous)
-                log.info("%s", trial_line(frozen, st, False, f" (reused from trial {previous.number})"))
+                log.info("%s", self._line(study, st, frozen, False, f" (reused from trial {previous.number})"))
                 streak += 1
             elif refused is not None:
                 frozen = tell(study, trial, failure_record(refused, list(fixed), refused=True))
-                log.info("%s", trial_line(frozen, st, False, " (refused, not launched)"))
+                log.info("%s", self._line(study, st, frozen, False, " (refused, not launched)"))
                 streak += 1
             elif key in pending:
                 dups.append((trial, pending[key]))
@@ -264,19 +298,20 @@ class InfersearchSweeper(Sweeper):
             self.job_idx += len(launch)
             for trial, ov, ret in zip(launch, overrides, returns):
                 try:
-                    if isinstance(ret, Exception):
-                        raise ret
-                    record = success_record(study, ret.return_value, st, ov)
+                    record = success_record(study, job_value(ret), st, ov)
                 except Exception as exc:  # the job raised (or its result lacks an objective): a failed trial
                     record = failure_record(exc, ov)
                 frozen = tell(study, trial, record)
                 on_front = frozen.number in {t.number for t in study.best_trials}
-                log.info("%s", trial_line(frozen, st, on_front))
+                log.info("%s", self._line(study, st, frozen, on_front))
                 self.tracker.log_trial(frozen, on_front)
             streak = 0
         for trial, first in dups:
             reuse(study, trial, study.get_trials(deepcopy=False)[first.number])
         return streak
+
+    def _line(self, study, st: StudyConfig, frozen, on_front: bool, note: str = "") -> str:
+        return trial_line(frozen, st, on_front, note, progress(study, st, *self.started))
 
     @staticmethod
     def _failing(study, st: StudyConfig) -> bool:

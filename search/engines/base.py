@@ -10,13 +10,14 @@ import importlib
 import importlib.metadata
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from infersearch.device import Capabilities
-from infersearch.errors import UnsupportedError
+from infersearch.errors import UnsupportedError, library_step
 from infersearch.passes.quantize import QuantPlan
 from torch import nn
 
@@ -73,6 +74,10 @@ class Engine(ABC):
             return importlib.metadata.version(self.package)
         except importlib.metadata.PackageNotFoundError:
             return "unknown"
+
+    def step(self, name: str) -> AbstractContextManager[None]:
+        """A build step (export, quantize, convert, compile) whose library failure reaches the user as one line."""
+        return library_step(name, self.name)
 
     @abstractmethod
     def plan(self, bits: int, caps: Capabilities, precision: str, scheme: str = "auto") -> QuantPlan:

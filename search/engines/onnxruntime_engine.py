@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -54,30 +55,35 @@ class OnnxRuntimeEngine(Engine):
     def build(self, model: nn.Module, qplan: QuantPlan, ctx: BuildContext) -> Runner:
         import onnxruntime as ort
 
-        path = export_onnx(model, ctx.calibration[:1], ctx.workdir / "model.onnx")
+        with self.step("export"):
+            path = export_onnx(model, ctx.calibration[:1], ctx.workdir / "model.onnx")
         if qplan.bits == 8:
             from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
             from onnxruntime.quantization.shape_inference import quant_pre_process
 
+            # its INFO lines ("Performing symbolic shape inference...") would print once per trial
+            logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
             prepared = ctx.workdir / "model.prep.onnx"
-            quant_pre_process(str(path), str(prepared))  # shape inference + graph cleanup, as ORT advises
             quantized = ctx.workdir / "model.int8.onnx"
-            quantize_static(
-                str(prepared),
-                str(quantized),
-                _Calibration(ctx.calibration),
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-            )
+            with self.step("quantize"):
+                quant_pre_process(str(path), str(prepared))  # shape inference + graph cleanup, as ORT advises
+                quantize_static(
+                    str(prepared),
+                    str(quantized),
+                    _Calibration(ctx.calibration),
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=True,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                )
             path = quantized
         options = ort.SessionOptions()
         options.intra_op_num_threads = ctx.threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = self.providers(ctx.device)
-        session = ort.InferenceSession(str(path), options, providers=providers)
+        with self.step("compile"):
+            session = ort.InferenceSession(str(path), options, providers=providers)
 
         def save(target: Path) -> list[Path]:
             target.mkdir(parents=True, exist_ok=True)

@@ -57,21 +57,24 @@ class OpenVinoEngine(Engine):
     def build(self, model: nn.Module, qplan: QuantPlan, ctx: BuildContext) -> Runner:
         import openvino as ov
 
-        ov_model = ov.convert_model(model.float().cpu().eval(), example_input=ctx.calibration[:1])
-        ov_model.reshape({0: ov.PartialShape([-1, *ctx.calibration.shape[1:]])})
+        with self.step("convert"):
+            ov_model = ov.convert_model(model.float().cpu().eval(), example_input=ctx.calibration[:1])
+            ov_model.reshape({0: ov.PartialShape([-1, *ctx.calibration.shape[1:]])})
         if qplan.bits == 8:
             import nncf
 
             nncf.set_log_level(logging.ERROR)
             batches = [ctx.calibration[i : i + 1].numpy() for i in range(len(ctx.calibration))]
-            with contextlib.redirect_stdout(io.StringIO()):  # its progress bars would cut into the trial lines
+            # its progress bars would cut into the trial lines
+            with self.step("quantize"), contextlib.redirect_stdout(io.StringIO()):
                 ov_model = nncf.quantize(ov_model, nncf.Dataset(batches), subset_size=len(batches))
         config = {
             "INFERENCE_PRECISION_HINT": _HINT[ctx.precision],
             "INFERENCE_NUM_THREADS": ctx.threads,
             "PERFORMANCE_HINT": "LATENCY",
         }
-        compiled = ov.Core().compile_model(ov_model, "CPU", config)
+        with self.step("compile"):
+            compiled = ov.Core().compile_model(ov_model, "CPU", config)
         request = compiled.create_infer_request()
         xml = ctx.workdir / "model.xml"
         ov.save_model(ov_model, xml, compress_to_fp16=False)

@@ -41,7 +41,8 @@ class EagerEngine(Engine):
     def _module(self, model: nn.Module, qplan: QuantPlan, ctx: BuildContext) -> nn.Module:
         dtype = DTYPES[ctx.precision]
         calibration = ctx.calibration.to(device=ctx.device, dtype=dtype)
-        return quantize(set_precision(model, ctx.precision, ctx.device), qplan, calibration).eval()
+        with self.step("quantize"):
+            return quantize(set_precision(model, ctx.precision, ctx.device), qplan, calibration).eval()
 
     def _runner(self, module: nn.Module, ctx: BuildContext, settings: dict) -> Runner:
         dtype = DTYPES[ctx.precision]
@@ -80,7 +81,7 @@ class CompileEngine(EagerEngine):
         compiled = torch.compile(module, mode=mode, dynamic=True)  # one graph for every batch size
         x = ctx.calibration[:1].to(device=ctx.device, dtype=DTYPES[ctx.precision])
         t0 = time.perf_counter()
-        with torch.no_grad():
+        with self.step("compile"), torch.no_grad():
             compiled(x)
         compile_s = time.perf_counter() - t0
         runner = self._runner(module, ctx, {"compile_mode": mode, "compile_s": compile_s})

@@ -14,7 +14,7 @@ from typing import Any
 
 import optuna
 from infersearch.config import StudyConfig
-from infersearch.errors import ConfigError, TrialRejected
+from infersearch.errors import ConfigError, TrialRejected, error_line
 from infersearch.study.pareto import complete_values, feasible, hypervolume, is_finite, reference_point
 from infersearch.study.storage import directions
 from omegaconf import DictConfig, OmegaConf
@@ -75,7 +75,7 @@ def failure_record(
         None,
         user_attrs=dict(attrs or {})
         | {
-            "error": f"{type(exc).__name__}: {exc}",
+            "error": error_line(exc),
             "refused": refused,
             "measured": not refused,
             "overrides": overrides,

@@ -228,57 +228,92 @@ def summary_text(summary: Summary, st: StudyConfig) -> str:
     return "\n".join(lines)
 
 
-def plot_png(trials, members, recommended, st: StudyConfig) -> bytes:
-    """Accuracy against per-sample latency: colour by engine, marker by bit-width and precision, front joined."""
+ENGINE_COLOURS = {"eager": "tab:blue", "compile": "tab:purple", "onnxruntime": "tab:orange", "openvino": "tab:green"}
+MARKERS = "osD^vPX<>ph"
+
+
+def _style_keys(t: FrozenTrial) -> tuple[str, tuple[int, str]]:
+    p = t.user_attrs.get("params") or {}
+    return str(p.get("engine", "?")), (int(p.get("quant_bits", 32)), str(p.get("precision", "fp32")))
+
+
+def pareto_figure(trials, members, recommended, st: StudyConfig):
+    """The study's first objective against its last: colour by engine, marker by (bit-width, precision),
+    infeasible faded, the feasible front joined, the recommendation starred."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
+    from matplotlib.lines import Line2D
 
-    x_key, y_key = "latency_ms_per_sample", "accuracy"
-    colours = {"eager": "tab:blue", "compile": "tab:purple", "onnxruntime": "tab:orange", "openvino": "tab:green"}
-    markers = {(32, "fp32"): "o", (32, "bf16"): "D", (32, "fp16"): "v", (8, "fp32"): "s", (8, "bf16"): "P"}
+    y_obj, x_obj = st.objectives[0], st.objectives[-1]
+    shown = [t for t in trials if t.state == TrialState.COMPLETE and "reused_from" not in t.user_attrs and t.values]
+    engines = sorted({_style_keys(t)[0] for t in shown})
+    kinds = sorted({_style_keys(t)[1] for t in shown}, key=lambda k: (-k[0], k[1] != "fp32", k[1]))
+    spare = iter(plt.get_cmap("tab10").colors)
+    colour = {e: ENGINE_COLOURS.get(e) or next(spare) for e in engines}
+    marker = {k: MARKERS[i % len(MARKERS)] for i, k in enumerate(kinds)}
+    emulated = {_style_keys(t)[1] for t in shown if (t.user_attrs.get("env") or {}).get("emulated")}
     fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
-    seen = set()
-    for t in trials:
-        if t.state != TrialState.COMPLETE or "reused_from" in t.user_attrs:
-            continue
-        m, p = t.user_attrs.get("metrics", {}), t.user_attrs.get("params", {})
-        if x_key not in m:
-            continue
-        prec, bits = p.get("precision", "fp32"), p.get("quant_bits", 32)
-        label = f"{prec}, {bits}-bit" + (" (emulated)" if (t.user_attrs.get("env") or {}).get("emulated") else "")
+    for t in shown:
+        engine, kind = _style_keys(t)
+        ok = feasible(t)
         ax.scatter(
-            m[x_key],
-            m[y_key],
-            c=colours.get(prec, "tab:gray"),
-            marker=markers.get(bits, "D"),
-            alpha=1.0 if feasible(t) else 0.3,
-            edgecolors="k" if feasible(t) else "none",
-            label=None if label in seen else label,
-            s=40,
+            t.values[-1],
+            t.values[0],
+            c=[colour[engine]],
+            marker=marker[kind],
+            alpha=1.0 if ok else 0.25,
+            edgecolors="k" if ok else "none",
+            s=45,
+            gid=f"trial {t.number}",
         )
-        seen.add(label)
-    pts = sorted(
-        (t.user_attrs["metrics"][x_key], t.user_attrs["metrics"][y_key])
-        for t in members
-        if x_key in t.user_attrs.get("metrics", {})
-    )
+    pts = sorted((t.values[-1], t.values[0]) for t in members if t.values)
     if pts:
-        ax.plot(*zip(*pts), "k--", lw=1, drawstyle="steps-post", label="Pareto front (feasible)")
-    if recommended is not None and x_key in recommended.user_attrs.get("metrics", {}):
-        m = recommended.user_attrs["metrics"]
-        ax.scatter(m[x_key], m[y_key], marker="*", s=300, c="gold", edgecolors="k", zorder=5, label="recommended")
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel("latency per sample (ms, log scale)")
-    ax.set_ylabel("validation accuracy")
+        ax.plot(*zip(*pts), "k--", lw=1)
+    if recommended is not None and recommended.values:
+        ax.scatter(recommended.values[-1], recommended.values[0], marker="*", s=320, c="gold", edgecolors="k", zorder=5)
+    xs = [t.values[-1] for t in shown]
+    if xs and min(xs) > 0:
+        ax.set_xscale("log")
+        plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+        ax.xaxis.set_major_formatter(plain)  # under a decade of range, the minor ticks are the only labels
+        ax.xaxis.set_minor_formatter(plain if max(xs) / min(xs) < 30 else matplotlib.ticker.NullFormatter())
+    log_note = ", log scale" if ax.get_xscale() == "log" else ""
+    ax.set_xlabel(f"{x_obj.metric} ({getattr(x_obj.direction, 'value', x_obj.direction)}{log_note})")
+    ax.set_ylabel(f"{y_obj.metric} ({getattr(y_obj.direction, 'value', y_obj.direction)})")
     ax.set_title(f"study {st.name}: faded = infeasible")
-    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.grid(alpha=0.3)
-    buf = io.BytesIO()
+    if shown:
+        by_engine = [Line2D([], [], ls="", marker="o", color=colour[e], label=e) for e in engines]
+        by_kind = [
+            Line2D([], [], ls="", marker=marker[k], color="k", mfc="none", label=_kind_label(k, k in emulated))
+            for k in kinds
+        ]
+        extra = [Line2D([], [], ls="--", color="k", lw=1, label="Pareto front (feasible)")] if pts else []
+        if recommended is not None:
+            extra.append(Line2D([], [], ls="", marker="*", ms=12, mfc="gold", mec="k", label="recommended"))
+        first = ax.legend(handles=by_engine, title="engine", fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+        ax.add_artist(first)
+        ax.legend(
+            handles=by_kind + extra, title="bits, precision", fontsize=7, loc="lower left", bbox_to_anchor=(1.01, 0)
+        )
     fig.tight_layout()
+    return fig
+
+
+def _kind_label(kind: tuple[int, str], emulated: bool) -> str:
+    bits, precision = kind
+    return f"{bits}-bit, {precision}" + (" (emulated)" if emulated else "")
+
+
+def plot_png(trials, members, recommended, st: StudyConfig) -> bytes:
+    """:func:`pareto_figure` as PNG bytes."""
+    import matplotlib.pyplot as plt
+
+    fig = pareto_figure(trials, members, recommended, st)
+    buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()

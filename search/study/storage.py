@@ -17,9 +17,6 @@ from infersearch.study.space import grid
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
 
-# The heartbeat, its retry callback and fail_stale_trials are marked experimental; this project relies on them.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
 
 def _v(x: Any) -> Any:
     return getattr(x, "value", x)
@@ -94,10 +91,20 @@ def make_sampler(st: StudyConfig, dists: Mapping[str, BaseDistribution] | None =
     raise ConfigError("study.sampler", f"{name!r} is not one of tpe, nsga2, gp, random, grid")
 
 
+def quiet_design_warnings() -> None:
+    """Silence Optuna's warnings about what this project does on purpose. Set when a study opens, not at
+    import: Hydra imports plugins inside ``warnings.catch_warnings``, which drops filters added then."""
+    # The heartbeat, its retry callback and fail_stale_trials are marked experimental; this project relies on them.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # The sweeper uses ask/tell (to launch through Hydra) with the heartbeat that Study.optimize would start.
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+
+
 def open_study(
     st: StudyConfig, dists: Mapping[str, BaseDistribution] | None = None, sampler: BaseSampler | None = None
 ) -> optuna.Study:
     """Create the study or continue it (``load_if_exists``); refuse a change of objectives."""
+    quiet_design_warnings()
     url = storage_url(st)
     try:
         study = _create(st, url, sampler or make_sampler(st, dists))

@@ -1,0 +1,57 @@
+"""A library failing inside an engine's step (ONNX Runtime's shape inference asserting on a transformer
+encoder) reaches the user as one line: the step, the engine and where the library raised."""
+
+from __future__ import annotations
+
+import pytest
+from optuna.trial import TrialState
+
+from tests.conftest import ROOT, run_cli
+from tests.test_study import load
+
+QUANTIZE_FAILED = "quantize failed on onnxruntime: AssertionError raised at onnxruntime/tools/symbolic_shape_infer.py:"
+FAST = ["--config-dir", str(ROOT / "tests" / "conf"), "model=transformer", "prune.ratio=0", "tracking=disabled"]
+SHORT = ["measure.min_repeats=6", "measure.min_time_s=0.02", "measure.rounds=2", "measure.max_wait_s=2"]
+
+
+# OpenVINO's TorchScript tracing failure prints a graph diff of hundreds of lines: only its first line is kept
+SINGLE = [
+    (["engine=onnxruntime", "quant.bits=8"], QUANTIZE_FAILED),
+    (["engine=openvino", "quant.bits=32"], "convert failed on openvino: RuntimeError: Couldn't get TorchScript module"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "text"), SINGLE, ids=["onnxruntime-int8", "openvino"])
+def test_single_run_exits_2_with_one_line(overrides, text, tmp_path, cache_dir):
+    proc = run_cli(*FAST, *overrides, f"hydra.run.dir={tmp_path}", f"cache_dir={cache_dir}", *SHORT)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out[-2000:]
+    assert "Traceback" not in out
+    [line] = [line for line in out.splitlines() if "failed on" in line]
+    assert text in line
+    assert len(line) < 300
+
+
+def test_in_a_study_the_trial_fails_with_that_line_and_the_study_goes_on(tmp_path, cache_dir):
+    out = tmp_path / "lib"
+    proc = run_cli(
+        "-m",
+        *FAST,
+        "engine=onnxruntime",
+        "quant.bits=choice(8,32)",
+        "precision=fp32",
+        "batch_size=1",
+        "study.sampler=grid",
+        "study.n_trials=2",
+        "study.warm_start=false",
+        "study.max_accuracy_drop=null",
+        "study.name=lib",
+        f"study.output_dir={out}",
+        f"cache_dir={cache_dir}",
+        *SHORT,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    trials = {t.params["quant.bits"]: t for t in load(out, "lib").trials}
+    assert trials[8].state == TrialState.FAIL
+    assert trials[8].user_attrs["error"].startswith(QUANTIZE_FAILED)
+    assert trials[32].state == TrialState.COMPLETE

@@ -1,0 +1,54 @@
+"""pareto.png tells the points apart: colour is the engine, marker the bit-width and precision, and the
+axes are the study's own objectives (first on y, last on x)."""
+
+from __future__ import annotations
+
+import optuna
+from infersearch.config import Direction, ObjectiveConfig, StudyConfig
+from infersearch.study.report import pareto_figure, plot_png
+from optuna.distributions import FloatDistribution
+
+POINTS = [  # engine, bits, precision, f1, p50 ms, feasible
+    ("eager", 32, "fp32", 0.90, 2.0, True),
+    ("onnxruntime", 32, "fp32", 0.90, 1.0, True),
+    ("onnxruntime", 8, "fp32", 0.88, 0.5, True),
+    ("openvino", 32, "bf16", 0.80, 0.4, False),
+]
+
+
+def made_trials() -> list[optuna.trial.FrozenTrial]:
+    trials = []
+    for number, (engine, bits, precision, f1, ms, ok) in enumerate(POINTS):
+        t = optuna.trial.create_trial(
+            values=[f1, ms],
+            params={"x": 0.0},
+            distributions={"x": FloatDistribution(0, 1)},
+            user_attrs={"params": {"engine": engine, "quant_bits": bits, "precision": precision}},
+            constraints={"max_accuracy_drop": -1.0 if ok else 1.0},
+        )
+        t.number = number
+        trials.append(t)
+    return trials
+
+
+def test_points_differ_by_engine_and_by_bits_and_precision():
+    st = StudyConfig(
+        name="plot",
+        objectives=[ObjectiveConfig("f1", Direction.maximize), ObjectiveConfig("latency_ms_p50", Direction.minimize)],
+    )
+    trials = made_trials()
+    fig = pareto_figure(trials, trials[1:3], trials[2], st)
+    ax = fig.axes[0]
+    points = {c.get_gid(): c for c in ax.collections if c.get_gid()}
+    colour = {n: tuple(points[f"trial {n}"].get_facecolor()[0][:3]) for n in range(len(POINTS))}
+    shape = {n: points[f"trial {n}"].get_paths()[0].vertices.tobytes() for n in range(len(POINTS))}
+    assert len({colour[0], colour[1], colour[3]}) == 3  # eager, onnxruntime, openvino
+    assert colour[1] == colour[2]  # the same engine
+    assert len({shape[1], shape[2], shape[3]}) == 3  # 32-bit fp32, 8-bit fp32, 32-bit bf16
+    assert shape[0] == shape[1]
+    assert points["trial 3"].get_alpha() < points["trial 0"].get_alpha()  # infeasible faded
+    assert "f1" in ax.get_ylabel() and "latency_ms_p50" in ax.get_xlabel()
+    legends = [a for a in ax.get_children() if isinstance(a, type(ax.get_legend()))]
+    labels = {t.get_text() for lg in legends for t in lg.get_texts()}
+    assert {"eager", "onnxruntime", "openvino", "32-bit, fp32", "8-bit, fp32", "recommended"} <= labels
+    assert plot_png(trials, trials[1:3], trials[2], st)[:8] == b"\x89PNG\r\n\x1a\n"
