@@ -52,7 +52,7 @@ def main(n_trials: int = 100) -> dict:
         "quant.bits=32",
         "precision=fp32",
         "recover.epochs=1",
-        "study.max_accuracy_drop=null",
+        "study.max_drop=null",
         "measure.min_time_s=0.05",
         "measure.min_repeats=10",
     ]

@@ -21,8 +21,11 @@ def split_arrays(
 
 
 def to_splits(parts, x_dtype=torch.float32, y_dtype=torch.long) -> Splits:
-    made = [Split(torch.as_tensor(x, dtype=x_dtype), torch.as_tensor(y, dtype=y_dtype)) for x, y in parts]
-    return Splits(*made)
+    """In-memory ``(train, val, test)`` arrays as Splits."""
+    train, val, test = (
+        Split.tensors(torch.as_tensor(x, dtype=x_dtype), torch.as_tensor(y, dtype=y_dtype)) for x, y in parts
+    )
+    return Splits(val=val, test=test, train=train)
 
 
 def standardize(parts):

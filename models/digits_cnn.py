@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from infersearch.models.data import split_arrays, to_splits
-from infersearch.models.task import Task, TrainRecipe, classification_accuracy
+from infersearch.models.task import ACCURACY, Task, TrainRecipe
 from sklearn.datasets import load_digits
 from torch import nn
 
@@ -62,7 +62,7 @@ def task(
         build=lambda: DigitsResNet(width, blocks),
         splits=splits,
         loss=nn.functional.cross_entropy,
-        metric=classification_accuracy,
+        metric=ACCURACY,
         recipe=TrainRecipe(epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay),
         spec={"zoo": "digits_cnn", "width": width, "blocks": blocks, "seed": seed},
     )

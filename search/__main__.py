@@ -49,19 +49,23 @@ def run(cfg: DictConfig, output_dir: Path | None = None, early: bool = False) ->
 
 def run_recorded(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, Any]:
     """A job from another sweeper (Hydra's basic grid): evaluate, then record it in the study."""
+    from infersearch.baseline import load_task
+    from infersearch.config import with_metric
     from infersearch.study.record import record_external
     from infersearch.study.space import build_space
     from infersearch.tracking import Tracker
 
     typed = to_config(cfg)
+    metric = load_task(cfg.model).metric
+    st = with_metric(typed.study, metric.name, metric.direction)
     dists, _ = build_space(OmegaConf.to_container(cfg.space, resolve=True) or {}, [])
-    tracker = Tracker(typed.tracking, typed.study)
+    tracker = Tracker(typed.tracking, st)
     try:
         result = run(cfg, output_dir)
     except Exception as exc:
-        tracker.log_trial(record_external(cfg, typed.study, dists, None, exc, overrides), False)
+        tracker.log_trial(record_external(cfg, st, dists, None, exc, overrides), False)
         raise
-    frozen = record_external(cfg, typed.study, dists, result, None, overrides)
+    frozen = record_external(cfg, st, dists, result, None, overrides)
     tracker.log_trial(frozen, False)
     return result
 

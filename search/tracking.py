@@ -146,9 +146,13 @@ class Tracker:
                 run.log({"trial": t.number, "hypervolume": t.user_attrs.get("hypervolume", 0.0)})
         trials = _table(trial_rows(study, self.st))
         log_items = {"trials": trials, "pareto_front": _table(front_rows(summary, self.st))}
-        if "metric.latency_ms_per_sample" in trials.columns:
-            log_items["accuracy_vs_latency"] = wandb.plot.scatter(
-                trials, "metric.latency_ms_per_sample", "metric.accuracy", title="accuracy against latency per sample"
+        quality = self.st.objectives[0].metric  # the model's metric, under its own name (config.with_metric)
+        if {"metric.latency_ms_per_sample", f"metric.{quality}"} <= set(trials.columns):
+            log_items[f"{quality}_vs_latency"] = wandb.plot.scatter(
+                trials,
+                "metric.latency_ms_per_sample",
+                f"metric.{quality}",
+                title=f"{quality} against latency per sample",
             )
         run.log(log_items)
         rec = summary.recommended

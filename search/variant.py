@@ -37,9 +37,7 @@ def pruned_model(
     def do_prune() -> nn.Module:
         with timed("prune"):
             model = baseline.fresh()
-            n = min(len(task.splits.train), 256)
-            calib = (task.splits.train.x[:n], task.splits.train.y[:n])
-            return prune(model, pcfg, task.example_input(1), calib, task.loss, seed)
+            return prune(model, pcfg, task.example_input(1), task.splits.calib, task.loss, seed)
 
     if pcfg.ratio <= 0:
         return baseline.fresh(), True, []

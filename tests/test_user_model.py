@@ -6,7 +6,7 @@ import torch
 from infersearch.__main__ import run
 from infersearch.models import Task
 from infersearch.models.data import split_arrays, to_splits
-from infersearch.models.task import TrainRecipe, classification_accuracy
+from infersearch.models.task import ACCURACY, TrainRecipe
 from omegaconf import open_dict
 from torch import nn
 
@@ -23,7 +23,7 @@ def xor_task(hidden: int = 32, seed: int = 0) -> Task:
         ),
         splits=splits,
         loss=nn.functional.cross_entropy,
-        metric=classification_accuracy,
+        metric=ACCURACY,
         recipe=TrainRecipe(epochs=30, lr=1e-2, batch_size=32),
         spec={"user": "xor", "hidden": hidden, "seed": seed},
     )

@@ -18,7 +18,7 @@ from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from infersearch.baseline import baseline_key, load_task
-from infersearch.config import StudyConfig
+from infersearch.config import StudyConfig, with_metric
 from infersearch.errors import ConfigError
 from infersearch.secrets import mask_url
 from infersearch.study.confirm import confirm_front
@@ -103,13 +103,14 @@ class InfersearchSweeper(Sweeper):
 
     def _sweep(self, arguments: list[str]) -> Outcome:
         assert self.config is not None and self.launcher is not None
-        st: StudyConfig = OmegaConf.to_object(self.config.study)
+        task = load_task(self.config.model)
+        st = with_metric(OmegaConf.to_object(self.config.study), task.metric.name, task.metric.direction)
         space_cfg = OmegaConf.to_container(self.config.space, resolve=True) or {}
         dists, fixed = build_space(space_cfg, arguments)
         if not dists:
             raise ConfigError("space", "the search space is empty: pick space=default or give choice(...) overrides")
         study = open_study(st, dists)
-        check_model(study, baseline_key(load_task(self.config.model)), st)
+        check_model(study, baseline_key(task), st)
         self.tracker = Tracker(OmegaConf.to_object(self.config.tracking), st)
         study.set_user_attr("space", {k: repr(d) for k, d in dists.items()})
         if st.warm_start and not study.get_trials(deepcopy=False):
