@@ -43,7 +43,7 @@ class Split:
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(inputs, targets)`` batches; ``shuffle`` (training) reorders a Dataset with ``seed``."""
         loader = self.data
-        if not isinstance(loader, DataLoader):
+        if not isinstance(loader, (DataLoader, _FirstBatches)):
             gen = torch.Generator().manual_seed(seed) if shuffle else None
             loader = DataLoader(self.data, batch_size=batch_size, shuffle=shuffle, generator=gen)
         for x, y, *_ in loader:
@@ -77,10 +77,10 @@ class _FirstBatches:
     def __iter__(self):
         seen = 0
         for batch in self.loader:
+            yield batch
+            seen += len(batch[0])
             if seen >= self.n:
                 return
-            seen += len(batch[0])
-            yield batch
 
 
 @dataclass(frozen=True)

@@ -155,8 +155,9 @@ def write_report(study: optuna.Study, st: StudyConfig, out_dir: str | Path | Non
         }
         files["recommendation"] = out / "recommendation.json"
         atomic_write_text(files["recommendation"], json.dumps(rec, indent=2, default=str))
-    files["plot"] = out / "pareto.png"
-    atomic_write_bytes(files["plot"], plot_png(trials, members, recommended, st))
+    if _metric_name(trials) == "accuracy":  # plot_png's y axis is accuracy until it takes st.objectives
+        files["plot"] = out / "pareto.png"
+        atomic_write_bytes(files["plot"], plot_png(trials, members, recommended, st))
     ua = [t.user_attrs for t in trials]
     return Summary(
         n_trials=len(trials),
