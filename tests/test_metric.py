@@ -70,3 +70,9 @@ def test_a_roc_auc_study_names_its_objective_and_columns_after_the_metric(tmp_pa
     assert set(rec["values"]) == {"roc_auc", "latency_ms_per_sample"}
     assert 0.9 < rec["values"]["roc_auc"] <= 1.0
     assert 0.5 < rec["baseline"]["roc_auc"] <= 1.0
+    (out / "trials.csv").unlink()
+    rebuilt = run_cli("study.name=auc", f"study.output_dir={out}", module="infersearch.report")
+    assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
+    assert "roc_auc drop" in rebuilt.stdout
+    with open(out / "trials.csv") as f:
+        assert "objective.roc_auc" in next(csv.reader(f))

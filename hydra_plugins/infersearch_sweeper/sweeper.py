@@ -111,6 +111,7 @@ class InfersearchSweeper(Sweeper):
             raise ConfigError("space", "the search space is empty: pick space=default or give choice(...) overrides")
         study = open_study(st, dists)
         check_model(study, baseline_key(task), st)
+        study.set_user_attr("metric", {"name": task.metric.name, "direction": task.metric.direction})  # for reports
         self.tracker = Tracker(OmegaConf.to_object(self.config.tracking), st)
         study.set_user_attr("space", {k: repr(d) for k, d in dists.items()})
         if st.warm_start and not study.get_trials(deepcopy=False):
