@@ -144,7 +144,8 @@ def test_report_rebuilds_from_storage_alone(study_run, tmp_path):
 def test_resume_tops_up_to_the_total_and_basic_grid_lands_in_the_same_study(study_run, tmp_path, cache_dir):
     _, out = study_run
     base = out.parent
-    proc, _ = sweep(base, cache_dir, "s1", "study.n_trials=8")
+    # a top-up may recommend a faster variant up to max_drop less accurate: that exit 5 is test_schedule's subject
+    proc, _ = sweep(base, cache_dir, "s1", "study.n_trials=8", "study.regression_tolerance.quality=0.02")
     assert proc.returncode == 0, proc.stderr[-3000:]
     study = load(out, "s1")
     assert sum(bool(t.user_attrs.get("measured")) for t in study.trials) == 8
