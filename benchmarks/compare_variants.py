@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
+
 from infersearch.__main__ import to_config
 from infersearch.cache import atomic_write_text
 from infersearch.device import capabilities, resolve
@@ -44,7 +45,7 @@ def main(overrides: list[str]) -> dict:
             )
             cfg = to_config(dcfg)
             built[name] = build(cfg, dcfg.model)
-    base_acc = built["fp32 (baseline)"].accuracy[0]
+    base_acc = built["fp32 (baseline)"].quality[0]
     device = resolve(cfg.device.value)
     m = cfg.measure
     rows, results = [], []
@@ -56,7 +57,7 @@ def main(overrides: list[str]) -> dict:
         stats = measure_interleaved(fns, bs, device, m.warmup, m.min_repeats, m.min_time_s, m.rounds)
         ref = stats["fp32 (baseline)"].p50_ms
         for name, st in stats.items():
-            drop = 100 * (base_acc - built[name].accuracy[0])
+            drop = 100 * (base_acc - built[name].quality[0])
             emulated = built[name].qplan.emulated
             rows.append(
                 [name, bs, st.p50_ms, st.cv, f"{ref / st.p50_ms:.2f}x", drop, "emulated" if emulated else "real"]
@@ -67,8 +68,8 @@ def main(overrides: list[str]) -> dict:
                     "batch_size": bs,
                     "latency": st.to_dict(),
                     "speedup": ref / st.p50_ms,
-                    "accuracy": built[name].accuracy[0],
-                    "test_accuracy": built[name].accuracy[1],
+                    "accuracy": built[name].quality[0],
+                    "test_accuracy": built[name].quality[1],
                     "accuracy_drop_points": drop,
                     "kernels": "emulated" if emulated else "real",
                 }

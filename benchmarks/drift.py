@@ -25,10 +25,11 @@ import time
 from pathlib import Path
 
 import optuna
+from optuna.trial import TrialState
+
 from infersearch.cache import atomic_write_text
 from infersearch.device import capabilities
 from infersearch.report_table import table
-from optuna.trial import TrialState
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "outputs" / "drift"

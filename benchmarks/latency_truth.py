@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
+from torch.utils import benchmark
+
 from infersearch.__main__ import to_config
 from infersearch.cache import atomic_write_text
 from infersearch.device import capabilities
@@ -25,7 +27,6 @@ from infersearch.measure.anchor import round_ratio
 from infersearch.measure.latency import measure_interleaved
 from infersearch.report_table import table
 from infersearch.trial import _batch, build
-from torch.utils import benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 REPEATS = 5

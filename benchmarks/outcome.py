@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
+
 from infersearch.cache import atomic_write_text
 from infersearch.device import capabilities
 from infersearch.measure.latency import measure_interleaved
 from infersearch.report_table import table
 from infersearch.study.pareto import non_dominated
 from infersearch.trial import _batch, rebuild
-from optuna.trial import FrozenTrial, TrialState
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "outputs" / "outcome"
@@ -59,7 +60,7 @@ def batch_front(study: optuna.Study, bs: int) -> list[FrozenTrial]:
         if t.user_attrs.get("measured")
         and "reused_from" not in t.user_attrs
         and t.user_attrs["params"]["batch_size"] == bs
-        and t.user_attrs["metrics"]["accuracy_drop"] <= MAX_DROP
+        and 100 * t.user_attrs["metrics"]["accuracy_drop"] <= MAX_DROP
     ]
     values = [[t.user_attrs["metrics"]["accuracy"], t.user_attrs["metrics"]["latency_ms_p50"]] for t in ok]
     return [t for t, keep in zip(ok, non_dominated(values, ["maximize", "minimize"])) if keep]
@@ -82,7 +83,7 @@ def side_by_side(members: list[FrozenTrial], bs: int) -> list[dict[str, Any]]:
     out = []
     for t in members:
         b, st = built[t.number], stats[str(t.number)]
-        val, test = b.accuracy
+        val, test = b.quality
         out.append(
             {
                 "trial": t.number,
@@ -91,8 +92,8 @@ def side_by_side(members: list[FrozenTrial], bs: int) -> list[dict[str, Any]]:
                 "p50_ms": st.p50_ms,
                 "fp32_eager_p50_ms": eager,
                 "speedup": eager / st.p50_ms,
-                "accuracy_drop_val": 100 * (b.base.val_accuracy - val),
-                "accuracy_drop_test": 100 * (b.base.test_accuracy - test),
+                "accuracy_drop_val": 100 * (b.base.val_metric - val),
+                "accuracy_drop_test": 100 * (b.base.test_metric - test),
                 "emulated": b.qplan.emulated,
             }
         )

@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
 from infersearch.__main__ import to_config
 from infersearch.baseline import Baseline
 from infersearch.cache import atomic_write_text
@@ -46,7 +48,6 @@ from infersearch.models.training import evaluate
 from infersearch.report_table import table
 from infersearch.trial import _batch as batch_of
 from infersearch.trial import build
-from omegaconf import DictConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCHES = (1, 32)
@@ -93,7 +94,7 @@ def inc_peer(base: Baseline, calib: torch.Tensor) -> Contestant:
     task, t0 = base.task, time.perf_counter()
     dims = ({0: torch.export.Dim("batch", min=1, max=4096)},)
     exported = export(base.fresh(), (calib[:32],), dynamic_shapes=dims)
-    tolerance = (MAX_DROP / 100) / base.val_accuracy  # INC's tolerable_loss is relative to the baseline
+    tolerance = (MAX_DROP / 100) / base.val_metric  # INC's tolerable_loss is relative to the baseline
     space = INT8StaticQuantConfig(act_sym=[True, False], act_algo=["kl", "minmax"])  # its int8 tuning set
     tuning = TuningConfig(config_set=[space], tolerable_loss=tolerance)
     qdq = autotune(
@@ -133,13 +134,13 @@ def nncf_peer(base: Baseline, calib: torch.Tensor, threads: int) -> Contestant:
     def validate(model: Any, items: Any) -> float:
         xs, ys = zip(*items)  # NNCF may pass a subset
         outs = [torch.from_numpy(np.array(model(x[None].numpy())[0])) for x in xs]
-        return task.metric(torch.cat(outs), torch.stack(ys))
+        return task.metric.fn(torch.cat(outs), torch.stack(ys))
 
     with contextlib.redirect_stdout(io.StringIO()):  # progress bars
         ov_model = nncf.quantize_with_accuracy_control(
             ov_model,
             nncf.Dataset([calib[i : i + 1].numpy() for i in range(len(calib))]),
-            nncf.Dataset(list(zip(val.x, val.y)), lambda item: item[0][None].numpy()),
+            nncf.Dataset(list(val.data), lambda item: item[0][None].numpy()),
             validate,
             max_drop=MAX_DROP / 100,
             drop_type=nncf.DropType.ABSOLUTE,
@@ -225,7 +226,7 @@ def run_study(model: str, overrides: list[str], out: Path) -> tuple[list[dict], 
 
 def pick(members: list[dict], bs: int) -> tuple[dict, str]:
     """The fastest front member at this batch size within MAX_DROP; else the fastest per sample at any."""
-    ok = [m for m in members if m["metrics"].get("accuracy_drop", 1e9) <= MAX_DROP]
+    ok = [m for m in members if 100 * m["metrics"].get("accuracy_drop", 1e9) <= MAX_DROP]
     if not ok:
         sys.exit(f"the study found no front member within {MAX_DROP} accuracy point")
     same = [m for m in ok if m["params"]["batch_size"] == bs]
@@ -247,9 +248,9 @@ def ours(member: dict, why: str, overrides: list[str], tune_s: float) -> Contest
 
 def checks(contestants: list[Contestant], task: Task, base_acc: float) -> dict[int, dict[str, float]]:
     """Validation accuracy, its drop in points, and label agreement with the contestant's PyTorch model."""
-    out, x = {}, task.splits.val.x
+    out, x = {}, task.splits.val.take(len(task.splits.val))
     for c in contestants:
-        val = c.info["built"].accuracy[0] if "built" in c.info else evaluate(c.predict, task, task.splits.val)
+        val = c.info["built"].quality[0] if "built" in c.info else evaluate(c.predict, task, task.splits.val)
         with torch.no_grad():
             agree = (labels(c.predict(x)) == labels(c.reference(x))).float().mean().item()
         out[id(c)] = {"accuracy": val, "drop": 100 * (base_acc - val), "agreement": agree}
@@ -300,7 +301,7 @@ def main(overrides: list[str]) -> dict:
     cfg, dcfg = compose_cfg(overrides)
     fp32 = build(cfg, dcfg.model)  # the unpruned fp32 eager baseline, default config
     base, task, threads = fp32.base, fp32.task, torch.get_num_threads()
-    calib = task.splits.train.x[:CALIBRATION]
+    calib = task.splits.train.take(CALIBRATION)
     eager = Contestant("fp32 eager", fp32.runner, fp32.runner.prepare, fp32.runner.run, 0.0, "fp32", base.model)
     with tempfile.TemporaryDirectory(prefix="peers-") as tmp:
         peers = [inc_peer(base, calib), nncf_peer(base, calib, threads)]
@@ -313,21 +314,21 @@ def main(overrides: list[str]) -> dict:
         if member["number"] not in ours_by_trial:
             ours_by_trial[member["number"]] = ours(member, why, overrides, study_s)
         contestants[bs] = [eager, *peers, ours_by_trial[member["number"]]]
-    checked = checks([eager, *peers, *ours_by_trial.values()], task, base.val_accuracy)
+    checked = checks([eager, *peers, *ours_by_trial.values()], task, base.val_metric)
     rows, results = [], []
     for bs, cs in contestants.items():
         r, res = time_batch(cs, checked, task, bs, cfg.measure)
         rows, results = rows + r, results + res
     machine = machine_info(threads, load_start)
     print(f"\n{task.name} on {machine['cpu']}, {threads} threads, load average {machine['loadavg']['end'][0]:.2f}; "
-          f"fp32 val accuracy {base.val_accuracy:.4f}")  # fmt: skip
+          f"fp32 val accuracy {base.val_metric:.4f}")  # fmt: skip
     head = ["contestant", "batch", "p50 ms", "speed-up vs fp32", "acc drop (pts)", f"<= {MAX_DROP} pt"]
     print(table([*head, "label agree", "tuning s", "kernels / config"], rows))
     out = {
         "model": task.name,
         "machine": machine,
         "max_drop_points": MAX_DROP,
-        "baseline_val_accuracy": base.val_accuracy,
+        "baseline_val_accuracy": base.val_metric,
         "study_trials": cfg.study.n_trials,
         "measure": vars(cfg.measure),
         "results": results,

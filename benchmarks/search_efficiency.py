@@ -24,6 +24,8 @@ from pathlib import Path
 
 import optuna
 import torch
+from optuna.trial import TrialState
+
 from infersearch.cache import atomic_write_text
 from infersearch.config import Config, Direction, ObjectiveConfig, SamplerName, StudyConfig
 from infersearch.device import capabilities
@@ -32,7 +34,6 @@ from infersearch.study.pareto import hypervolume, non_dominated, reference_point
 from infersearch.study.space import build_space, grid_size
 from infersearch.study.storage import TPE_CANDIDATES, TPE_STARTUP, make_sampler
 from infersearch.study.warm_start import warm_start_trials
-from optuna.trial import TrialState
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "outputs" / "tabular"
@@ -45,7 +46,7 @@ OBJECTIVES = [
     ObjectiveConfig("accuracy", Direction.maximize),
     ObjectiveConfig("latency_ms_per_sample", Direction.minimize),
 ]
-MAX_DROP = StudyConfig.max_accuracy_drop
+MAX_DROP = StudyConfig.max_drop  # accuracy, absolute
 DEFAULT = "default (warm start + tuned TPE)"
 DEFAULTS = {"precision": Config.precision.value}  # the configured value the sweeper gives warm_start_trials
 KEEP = ("accuracy", "accuracy_drop", "latency_ms_per_sample", "latency_ms_p50", "speedup_vs_baseline", "emulated")
@@ -174,7 +175,7 @@ def replay_model(model: str) -> dict:
     full = feasible_values(table_.values())
     # the study's own reference point, from the batch-1 fp32 baseline: the accuracy floor and 2x its latency
     b1 = next(r for k, r in table_.items() if dict(k)["batch_size"] == 1 and r["state"] == TrialState.COMPLETE)
-    ref = reference_point(b1["baseline"], b1["metrics"], OBJECTIVES, MAX_DROP)
+    ref = reference_point(b1["baseline"], b1["metrics"], OBJECTIVES, "accuracy", MAX_DROP)
     best = hypervolume(full, DIRS, ref)
     budgets = {f: max(1, round(f * size)) for f in FRACTIONS}
     one_step = warm_start_trials(dists, DEFAULTS, prune_steps=1)

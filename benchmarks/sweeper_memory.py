@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import optuna
+
 from infersearch.cache import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +53,7 @@ def main(n_trials: int = 100) -> dict:
         "quant.bits=32",
         "precision=fp32",
         "recover.epochs=1",
-        "study.max_accuracy_drop=null",
+        "study.max_drop=null",
         "measure.min_time_s=0.05",
         "measure.min_repeats=10",
     ]

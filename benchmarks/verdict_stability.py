@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import optuna
+
 from infersearch.cache import atomic_write_text
 from infersearch.device import capabilities
 from infersearch.report_table import table

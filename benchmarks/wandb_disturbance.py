@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+
 from infersearch.cache import atomic_write_text
 from infersearch.device import capabilities
 from infersearch.isolation import run_isolated
@@ -41,6 +42,7 @@ DEFAULT = ["engine=onnxruntime", "prune.ratio=0.5", "quant.bits=8", "batch_size=
 def time_ratios(overrides: list[str], repeats: int) -> list[float]:
     """Build the variant and baseline once, then ``repeats`` confirmation-sized side-by-side timings."""
     import torch
+
     from infersearch.__main__ import to_config
     from infersearch.measure.anchor import round_ratio
     from infersearch.measure.latency import measure_interleaved

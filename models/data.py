@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from infersearch.models.task import Split, Splits
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
+
+from infersearch.models.task import Split, Splits
 
 
 def split_arrays(
@@ -21,8 +22,11 @@ def split_arrays(
 
 
 def to_splits(parts, x_dtype=torch.float32, y_dtype=torch.long) -> Splits:
-    made = [Split(torch.as_tensor(x, dtype=x_dtype), torch.as_tensor(y, dtype=y_dtype)) for x, y in parts]
-    return Splits(*made)
+    """In-memory ``(train, val, test)`` arrays as Splits."""
+    train, val, test = (
+        Split.tensors(torch.as_tensor(x, dtype=x_dtype), torch.as_tensor(y, dtype=y_dtype)) for x, y in parts
+    )
+    return Splits(val=val, test=test, train=train)
 
 
 def standardize(parts):

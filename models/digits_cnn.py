@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from infersearch.models.data import split_arrays, to_splits
-from infersearch.models.task import Task, TrainRecipe, classification_accuracy
 from sklearn.datasets import load_digits
 from torch import nn
+
+from infersearch.models.data import split_arrays, to_splits
+from infersearch.models.task import ACCURACY, Task, TrainRecipe
 
 
 class BasicBlock(nn.Module):
@@ -62,7 +63,7 @@ def task(
         build=lambda: DigitsResNet(width, blocks),
         splits=splits,
         loss=nn.functional.cross_entropy,
-        metric=classification_accuracy,
+        metric=ACCURACY,
         recipe=TrainRecipe(epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay),
         spec={"zoo": "digits_cnn", "width": width, "blocks": blocks, "seed": seed},
     )

@@ -6,8 +6,9 @@ import math
 from collections.abc import Callable
 
 import torch
-from infersearch.models.task import Split, Task
 from torch import nn
+
+from infersearch.models.task import Predict, Split, Task
 
 
 class DivergedError(RuntimeError):
@@ -27,25 +28,24 @@ def fit(
     temperature: float = 4.0,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> nn.Module:
-    """Train ``model`` in place on the task's training split.
+    """Train ``model`` in place on the task's training split (a Dataset is shuffled per epoch with
+    ``seed``; a DataLoader keeps its own batches and order).
 
     With a ``teacher``, the loss mixes the task loss with a distillation term
     (soft targets at ``temperature`` for multi-class outputs, squared error of
     the outputs otherwise), weighted by ``distill_weight``.
     """
-    gen = torch.Generator().manual_seed(seed)
+    data = task.splits.train
+    if data is None or task.loss is None:
+        raise ValueError(f"{task.name}: training needs Task.splits.train and Task.loss")
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(epochs, 1))
-    data: Split = task.splits.train
     if teacher is not None:
         teacher.eval()
     for epoch in range(epochs):
         model.train()
-        order = torch.randperm(len(data), generator=gen)
-        total = 0.0
-        for start in range(0, len(data), batch_size):
-            idx = order[start : start + batch_size]
-            x, y = data.x[idx], data.y[idx]
+        total, seen = 0.0, 0
+        for x, y in data.batches(batch_size, shuffle=True, seed=seed + epoch):
             out = model(x)
             loss = task.loss(out, y)
             if teacher is not None and distill_weight > 0:
@@ -57,10 +57,11 @@ def fit(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += loss.item() * len(idx)
+            total += loss.item() * len(x)
+            seen += len(x)
         sched.step()
         if on_epoch is not None:
-            on_epoch(epoch, total / len(data))
+            on_epoch(epoch, total / max(seen, 1))
     model.eval()
     return model
 
@@ -77,10 +78,17 @@ def _distill(out: torch.Tensor, target: torch.Tensor, temperature: float) -> tor
 
 
 @torch.no_grad()
-def evaluate(predict: Callable[[torch.Tensor], torch.Tensor], task: Task, split: Split, batch_size: int = 512) -> float:
-    """The task metric over a split, in fixed batches (independent of the trial's batch size).
+def evaluate(predict: Predict, task: Task, split: Split, batch_size: int = 512) -> float:
+    """The task's metric over a split, read batch by batch (independent of the trial's batch size).
 
     ``predict`` maps a CPU float batch to CPU outputs: an eval-mode module, or an engine's runner.
+    A whole-split metric keeps only the outputs and targets, never the inputs.
     """
-    outs = [predict(split.x[start : start + batch_size]).float() for start in range(0, len(split), batch_size)]
-    return task.metric(torch.cat(outs), split.y)
+    metric = task.metric
+    if metric.evaluate is not None:
+        return float(metric.evaluate(predict, split.data))
+    outs, targets = [], []
+    for x, y in split.batches(batch_size):
+        outs.append(predict(x.float()).float())
+        targets.append(y)
+    return float(metric.fn(torch.cat(outs), torch.cat(targets)))

@@ -16,6 +16,8 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
 from infersearch import preload
 from infersearch.cache import atomic_write_text
 from infersearch.config import Config
@@ -24,7 +26,6 @@ from infersearch.isolation import run_isolated
 from infersearch.report_table import trial_table
 from infersearch.secrets import scrub
 from infersearch.trial import check, trial_dict
-from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("infersearch")
 
@@ -53,19 +54,23 @@ def run(cfg: DictConfig, output_dir: Path | None = None, early: bool = False) ->
 
 def run_recorded(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, Any]:
     """A job from another sweeper (Hydra's basic grid): evaluate, then record it in the study."""
+    from infersearch.baseline import load_task
+    from infersearch.config import with_metric
     from infersearch.study.record import record_external
     from infersearch.study.space import build_space
     from infersearch.tracking import Tracker
 
     typed = to_config(cfg)
+    metric = load_task(cfg.model).metric
+    st = with_metric(typed.study, metric.name, metric.direction)
     dists, _ = build_space(OmegaConf.to_container(cfg.space, resolve=True) or {}, [])
-    tracker = Tracker(typed.tracking, typed.study)
+    tracker = Tracker(typed.tracking, st)
     try:
         result = run(cfg, output_dir)
     except Exception as exc:
-        tracker.log_trial(record_external(cfg, typed.study, dists, None, exc, overrides), False)
+        tracker.log_trial(record_external(cfg, st, dists, None, exc, overrides), False)
         raise
-    frozen = record_external(cfg, typed.study, dists, result, None, overrides)
+    frozen = record_external(cfg, st, dists, result, None, overrides)
     tracker.log_trial(frozen, False)
     return result
 

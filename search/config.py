@@ -4,13 +4,14 @@ combinations are checked in :func:`validate` with one-line errors."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from infersearch.errors import ConfigError
 from omegaconf import MISSING
+
+from infersearch.errors import ConfigError
 
 
 class Precision(Enum):
@@ -122,17 +123,24 @@ class MeasureConfig:
     max_wait_s: float = 30.0
 
 
+class DropKind(Enum):
+    absolute = "absolute"  # in the metric's own units (0.01 = one accuracy point)
+    relative = "relative"  # a share of the baseline's value (0.01 = 1% of it)
+
+
+# In study.objectives: the model's own metric (Task.metric), under its name
+# and in its direction once the model is loaded (with_metric); "accuracy" for the zoo's classifiers.
+QUALITY = "quality"
+
+
 @dataclass
 class ObjectiveConfig:
-    metric: str = MISSING  # a key of the trial's metrics
-    direction: Direction = MISSING
+    metric: str = MISSING  # a key of the trial's metrics, or quality
+    direction: Direction | None = None  # required except for quality, which takes the metric's own
 
 
 def _default_objectives() -> list[ObjectiveConfig]:
-    return [
-        ObjectiveConfig("accuracy", Direction.maximize),
-        ObjectiveConfig("latency_ms_per_sample", Direction.minimize),
-    ]
+    return [ObjectiveConfig(QUALITY), ObjectiveConfig("latency_ms_per_sample", Direction.minimize)]
 
 
 @dataclass
@@ -146,14 +154,19 @@ class StudyConfig:
     warm_start: bool = True  # a fresh study first tries the fast corner once per engine (study/warm_start.py)
     seed: int = 0
     objectives: list[ObjectiveConfig] = field(default_factory=_default_objectives)
-    max_accuracy_drop: float | None = 1.0  # points below the baseline's validation accuracy
+    # largest allowed drop of the model's metric below the baseline's on validation (a rise, for a minimised
+    # metric), as study.drop says; null: no constraint
+    max_drop: float | None = 0.01
+    drop: DropKind = DropKind.absolute
     latency_slo_ms: float | None = None  # bound on p95 latency of one batch
     recommend: Rule = Rule.fastest
     export: bool = True  # save the recommended variant in its engine's format under output_dir/model
     max_failure_rate: float = 1.0  # stop when failed/measured exceeds this (after 5 trials)
     confirm: bool = True  # re-measure the front side by side, with more repeats, before recommending
-    early_rejection: bool = True  # stop a trial whose subset accuracy clearly misses max_accuracy_drop
-    early_subset: float = 0.3  # share of the validation split checked first
+    # stop a trial whose metric on the first validation batches clearly misses max_drop; only for a
+    # metric that declares itself a proportion (Metric.proportion: accuracy), whose subset error is binomial
+    early_rejection: bool = True
+    early_subset: float = 0.3  # share of the validation split checked first (its first batches)
     heartbeat_interval: int = 10  # seconds between a running trial's heartbeats (SQL storages)
     grace_period: int = 30  # a running trial silent this long is failed and retried once
     timeout: float | None = None  # seconds: no new trial starts after this (a time budget beside n_trials)
@@ -213,8 +226,13 @@ def validate(cfg: Config) -> None:
         raise ConfigError("study", f"n_trials must be >= 0 and n_jobs >= 1, got {st.n_trials}, {st.n_jobs}")
     if not st.objectives:
         raise ConfigError("study.objectives", "needs at least one objective (metric, direction)")
-    if st.max_accuracy_drop is not None and st.max_accuracy_drop < 0:
-        raise ConfigError("study.max_accuracy_drop", "must be >= 0 points or null")
+    missing = [o.metric for o in st.objectives if o.direction is None and o.metric != QUALITY]
+    if missing:
+        raise ConfigError("study.objectives", f"{missing[0]} needs a direction (maximize or minimize)")
+    if st.max_drop is not None and st.max_drop < 0:
+        raise ConfigError("study.max_drop", f"{st.max_drop} must be >= 0 or null")
+    if not 0.0 < st.early_subset <= 1.0:
+        raise ConfigError("study.early_subset", f"{st.early_subset} is out of range; allowed: above 0 to 1")
     if st.regression_margin < 0:
         raise ConfigError("study.regression_margin", f"{st.regression_margin} must be >= 0 (times the measured spread)")
     if st.latency_slo_ms is not None and st.latency_slo_ms <= 0:
@@ -226,6 +244,20 @@ def validate(cfg: Config) -> None:
         raise ConfigError("measure", f"max_state must be >= 1 and max_wait_s >= 0, got {m.max_state}, {m.max_wait_s}")
     if m.anchor and not m.baseline:
         raise ConfigError("measure.anchor", "needs measure.baseline=true (a ratio to the baseline timed alongside)")
+
+
+def with_metric(st: StudyConfig, name: str, direction: str) -> StudyConfig:
+    """The study with ``quality`` in its objectives named after the model's metric, in that metric's
+    direction: what every report, record and W&B key then uses."""
+    objectives = [ObjectiveConfig(name, Direction(direction)) if o.metric == QUALITY else o for o in st.objectives]
+    return replace(st, objectives=objectives)
+
+
+def allowed_drop(st: StudyConfig, baseline: float) -> float | None:
+    """``study.max_drop`` in the metric's units, for the baseline's value (None: no constraint)."""
+    if st.max_drop is None:
+        return None
+    return st.max_drop * abs(baseline) if getattr(st.drop, "value", st.drop) == "relative" else st.max_drop
 
 
 def register() -> None:

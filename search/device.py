@@ -14,6 +14,7 @@ import platform
 from dataclasses import dataclass, field
 
 import torch
+
 from infersearch.errors import UnsupportedError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "tf32": torch.float32}

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+
 from infersearch.baseline import Baseline, baseline_key, get_baseline, load_task
 from infersearch.cache import TensorCache
 

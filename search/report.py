@@ -7,11 +7,15 @@ import sys
 from pathlib import Path
 
 import hydra
-from infersearch.errors import ConfigError
-from infersearch.study.report import summary_text, write_report
-from infersearch.study.storage import open_study
-from infersearch.tracking import Tracker
+import optuna
 from omegaconf import DictConfig, OmegaConf
+
+from infersearch.config import StudyConfig, with_metric
+from infersearch.errors import ConfigError
+from infersearch.secrets import mask_url
+from infersearch.study.report import summary_text, write_report
+from infersearch.study.storage import make_storage, open_study, storage_url
+from infersearch.tracking import Tracker
 
 log = logging.getLogger("infersearch.report")
 
@@ -20,6 +24,7 @@ log = logging.getLogger("infersearch.report")
 def main(cfg: DictConfig) -> None:
     st = OmegaConf.to_object(cfg.study)
     try:
+        st = with_metric(st, *stored_metric(st))
         study = open_study(st)
     except ConfigError as exc:
         log.error("%s", exc)
@@ -31,6 +36,21 @@ def main(cfg: DictConfig) -> None:
     print(summary_text(summary, st))
     model_dir = Path(st.output_dir) / "model"
     Tracker(OmegaConf.to_object(cfg.tracking), st).log_study(study, summary, model_dir if model_dir.exists() else None)
+
+
+def stored_metric(st: StudyConfig) -> tuple[str, str]:
+    """The model's metric (name, direction) as the sweeper (or a recorded trial) stored it in the study;
+    accuracy for studies recorded before metrics had names."""
+    url = storage_url(st)
+    try:
+        study = optuna.load_study(study_name=st.name, storage=make_storage(url, st))
+    except KeyError:  # no such study: open_study creates it empty, and main says so
+        return "accuracy", "maximize"
+    except Exception as exc:
+        raise ConfigError("study.storage", mask_url(f"cannot open {url}: {type(exc).__name__}: {exc}")) from exc
+    recorded = (t.user_attrs["metric"] for t in study.get_trials(deepcopy=False) if "metric" in t.user_attrs)
+    metric = study.user_attrs.get("metric") or next(recorded, {"name": "accuracy", "direction": "maximize"})
+    return metric["name"], metric["direction"]
 
 
 if __name__ == "__main__":

@@ -20,8 +20,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 import optuna
-from infersearch.config import StudyConfig, TrackingConfig
 from optuna.trial import FrozenTrial, TrialState
+
+from infersearch.config import StudyConfig, TrackingConfig
 
 log = logging.getLogger(__name__)
 _warned: set[str] = set()
@@ -149,6 +150,7 @@ class Tracker:
 
     def _log_study(self, study: optuna.Study, summary, model_dir: Path | None) -> None:
         import wandb
+
         from infersearch.study.report import front_rows, trial_rows
 
         run = self._init(name=f"{self.st.name}-study", job_type="study", config={"study": self.st.name})
@@ -158,9 +160,13 @@ class Tracker:
                 run.log({"trial": t.number, "hypervolume": t.user_attrs.get("hypervolume", 0.0)})
         trials = _table(trial_rows(study, self.st))
         log_items = {"trials": trials, "pareto_front": _table(front_rows(summary, self.st))}
-        if "metric.latency_ms_per_sample" in trials.columns:
-            log_items["accuracy_vs_latency"] = wandb.plot.scatter(
-                trials, "metric.latency_ms_per_sample", "metric.accuracy", title="accuracy against latency per sample"
+        quality = self.st.objectives[0].metric  # the model's metric, under its own name (config.with_metric)
+        if {"metric.latency_ms_per_sample", f"metric.{quality}"} <= set(trials.columns):
+            log_items[f"{quality}_vs_latency"] = wandb.plot.scatter(
+                trials,
+                "metric.latency_ms_per_sample",
+                f"metric.{quality}",
+                title=f"{quality} against latency per sample",
             )
         run.log(log_items)
         rec = summary.recommended

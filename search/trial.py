@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from infersearch import preload
 from infersearch.baseline import Baseline
 from infersearch.cache import TensorCache
-from infersearch.config import Config, validate
+from infersearch.config import Config, allowed_drop, validate
 from infersearch.device import capabilities, resolve, set_tf32
 from infersearch.engines import BuildContext, Runner, get_engine
 from infersearch.errors import TrialRejected
@@ -26,7 +27,7 @@ from infersearch.measure.agreement import check as check_agreement
 from infersearch.measure.anchor import anchor_ms, anchored_metrics, state_gate
 from infersearch.measure.footprint import peak_memory_mb, serialized_mb
 from infersearch.measure.latency import measure_interleaved
-from infersearch.models.task import Split, Task
+from infersearch.models.task import Task
 from infersearch.models.training import evaluate
 from infersearch.passes.prune import Footprint, footprint
 from infersearch.passes.quantize import QuantPlan
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class TrialResult:
     params: dict[str, Any]
+    metric: dict[str, Any]  # the model's metric: name, direction, proportion
     metrics: dict[str, float]
     baseline: dict[str, float]
     env: dict[str, Any]
@@ -108,7 +110,7 @@ class Built:
     prune_hit: bool
     recover_losses: list[float]
     footprints: tuple[Footprint, Footprint]  # before, after pruning
-    accuracy: tuple[float, float]  # validation, test
+    quality: tuple[float, float]  # the model's metric on validation, test
     agreement: dict[str, float]
     workdir: tempfile.TemporaryDirectory
 
@@ -118,21 +120,22 @@ class Built:
 
 
 def reject_early(runner: Runner, base: Baseline, cfg: Config) -> None:
-    """Raise TrialRejected when accuracy on a validation subset is below the baseline's on the same
-    subset by more than the allowed drop plus three standard errors: the full split cannot save it."""
-    limit = cfg.study.max_accuracy_drop
-    if limit is None:
+    """Raise TrialRejected when the metric on the first validation batches is worse than the baseline's on
+    the same batches by more than the allowed drop plus three binomial standard errors: the full split
+    cannot save it. Only a proportion (accuracy) has that error; any other metric is never rejected early."""
+    task, limit = base.task, allowed_drop(cfg.study, base.val_metric)
+    if limit is None or not task.metric.proportion:
         return
-    val = base.task.splits.val
-    n = max(32, int(len(val) * cfg.study.early_subset))
-    subset = Split(val.x[:n], val.y[:n])
-    acc, ref = evaluate(runner, base.task, subset), evaluate(base.model, base.task, subset)
-    noise = 300 * math.sqrt(max(acc * (1 - acc), 1 / n) / n)  # 3 standard errors, in points
-    drop = 100 * (ref - acc)
+    n = max(32, math.ceil(len(task.splits.val) * cfg.study.early_subset))
+    subset = task.splits.val.head(n)
+    value, ref = evaluate(runner, task, subset), evaluate(base.model, task, subset)
+    noise = 3 * math.sqrt(max(value * (1 - value), 1 / n) / n)
+    drop = task.metric.worse_by(ref, value)
     if drop > limit + noise:
+        name = task.metric.name
         raise TrialRejected(
-            f"accuracy on {n} validation samples is {drop:.2f} points below the baseline's "
-            f"(limit {limit} + {noise:.2f} noise): cannot meet study.max_accuracy_drop; latency not measured"
+            f"{name} on the first {n} validation samples is {drop:.4g} worse than the baseline's "
+            f"(limit {limit:.4g} + {noise:.4g} noise): cannot meet study.max_drop; latency not measured"
         )
 
 
@@ -154,19 +157,19 @@ def build(cfg: Config, model_cfg: Any, sw: _Stopwatch | None = None, early: bool
     reference = copy.deepcopy(model).eval()
     workdir = tempfile.TemporaryDirectory(prefix="infersearch-")
     with sw("engine"):
-        n = min(cfg.quant.calibration_samples, len(task.splits.train))
-        ctx = BuildContext(device, _value(cfg.precision), threads, task.splits.train.x[:n], Path(workdir.name))
+        calibration = task.splits.calib.take(cfg.quant.calibration_samples)
+        ctx = BuildContext(device, _value(cfg.precision), threads, calibration, Path(workdir.name))
         runner = engine.build(model, qplan, ctx)
-    with sw("accuracy"):
+    with sw("evaluate"):
         if early and cfg.study.early_rejection:
             reject_early(runner, base, cfg)
-        probe = task.splits.val.x[:256]
+        probe = task.splits.val.take(256)
         exact = qplan.bits == 32 and ctx.precision == "fp32"
         agreed = check_agreement(reference(probe), runner(probe), exact)
         val = evaluate(runner, task, task.splits.val)
         test = evaluate(runner, task, task.splits.test)
         if not all(map(_finite, (val, test))):
-            raise FloatingPointError("accuracy is NaN: the variant produces non-finite outputs")
+            raise FloatingPointError(f"{task.metric.name} is NaN: the variant produces non-finite outputs")
     return Built(runner, reference, base, qplan, prune_hit, losses, (before, after), (val, test), agreed, workdir)
 
 
@@ -188,7 +191,7 @@ def evaluate_trial(cfg: Config, model_cfg: Any, early: bool = False) -> TrialRes
     device = resolve(_value(cfg.device))
     caps = capabilities(device)
     before, after = b.footprints
-    val, test = b.accuracy
+    val, test = b.quality
     x = _batch(b.task, cfg.batch_size)
     native = runner.prepare(x)
     reference = base.fresh().to(device)
@@ -223,10 +226,11 @@ def evaluate_trial(cfg: Config, model_cfg: Any, early: bool = False) -> TrialRes
         baseline_latency = lat["baseline"].as_metrics() if "baseline" in lat else {}
         if baseline_latency:
             latency_metrics["speedup_vs_baseline"] = lat["baseline"].p50_ms / lat["variant"].p50_ms
+    metric = b.task.metric
     metrics = {
-        "accuracy": val,
-        "test_accuracy": test,
-        "accuracy_drop": 100.0 * (base.val_accuracy - val),
+        metric.name: val,
+        f"test_{metric.name}": test,
+        f"{metric.name}_drop": metric.worse_by(base.val_metric, val),
         **latency_metrics,
         "size_mb": runner.size_mb,
         "params": after.params,
@@ -236,8 +240,8 @@ def evaluate_trial(cfg: Config, model_cfg: Any, early: bool = False) -> TrialRes
     if "compile_s" in runner.settings:
         metrics["compile_s"] = runner.settings["compile_s"]
     baseline = {
-        "accuracy": base.val_accuracy,
-        "test_accuracy": base.test_accuracy,
+        metric.name: base.val_metric,
+        f"test_{metric.name}": base.test_metric,
         "size_mb": serialized_mb(reference),
         "params": before.params,
         "macs": before.macs,
@@ -263,10 +267,11 @@ def evaluate_trial(cfg: Config, model_cfg: Any, early: bool = False) -> TrialRes
             "precision": {"dtype": precision, "kernel": "real", "tf32": set_tf32(device, precision)},
         },
         "emulated": b.qplan.emulated,
-        "baseline_cache_hit": base.cache_hit,
+        "baseline_source": base.source,
     }
     return TrialResult(
         params=params_of(cfg),
+        metric={"name": metric.name, "direction": metric.direction, "proportion": metric.proportion},
         metrics=metrics,
         baseline=baseline,
         env=env,
@@ -284,8 +289,9 @@ def _finite(v: float) -> bool:
     return v == v and v not in (float("inf"), float("-inf"))
 
 
-def _batch(task, batch_size: int) -> torch.Tensor:
-    """A batch of real validation inputs, repeated when the split is smaller than the batch."""
-    x = task.splits.val.x
+def _batch(task: Task, batch_size: int) -> torch.Tensor:
+    """A batch of real validation inputs (only the first batches are read), repeated when the split is
+    smaller than the batch."""
+    x = task.splits.val.take(batch_size)
     reps = -(-batch_size // len(x))
     return x.repeat(reps, *([1] * (x.dim() - 1)))[:batch_size].contiguous()

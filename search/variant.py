@@ -7,12 +7,13 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict
 
 import torch
+from torch import nn
+
 from infersearch.baseline import Baseline
 from infersearch.cache import TensorCache, content_hash
 from infersearch.config import PruneConfig, RecoverConfig
 from infersearch.passes.prune import prune
 from infersearch.passes.recover import recover
-from torch import nn
 
 
 def _plain(cfg) -> dict:
@@ -37,9 +38,7 @@ def pruned_model(
     def do_prune() -> nn.Module:
         with timed("prune"):
             model = baseline.fresh()
-            n = min(len(task.splits.train), 256)
-            calib = (task.splits.train.x[:n], task.splits.train.y[:n])
-            return prune(model, pcfg, task.example_input(1), calib, task.loss, seed)
+            return prune(model, pcfg, task.example_input(1), task.splits.calib, task.loss, seed)
 
     if pcfg.ratio <= 0:
         return baseline.fresh(), True, []

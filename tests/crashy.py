@@ -5,10 +5,11 @@ from __future__ import annotations
 import ctypes
 
 import torch
+from torch import nn
+
 from infersearch.models import Task
 from infersearch.models.data import split_arrays, to_splits
-from infersearch.models.task import TrainRecipe, classification_accuracy
-from torch import nn
+from infersearch.models.task import ACCURACY, TrainRecipe
 
 
 class Crashy(nn.Module):
@@ -32,7 +33,7 @@ def task(crash: bool = False, seed: int = 0) -> Task:
         build=lambda: Crashy(crash),
         splits=to_splits(split_arrays(x.numpy(), y.numpy(), seed)),
         loss=nn.functional.cross_entropy,
-        metric=classification_accuracy,
+        metric=ACCURACY,
         recipe=TrainRecipe(epochs=5, lr=1e-2, batch_size=32),
         spec={"user": "crashy", "crash": crash, "seed": seed},
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+
 from infersearch.__main__ import to_config
 from infersearch.measure.anchor import anchored_metrics, round_ratio
 from infersearch.measure.latency import measure_interleaved

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import torch
+
 from infersearch.baseline import get_baseline, load_task
 from infersearch.cache import TensorCache
 
@@ -10,19 +11,19 @@ def test_baseline_is_trained_once_and_a_corrupt_entry_is_rebuilt(tmp_path):
     task = load_task({"_target_": "infersearch.models.diagnosis_mlp.task", "epochs": 2})
     first = get_baseline(task, cache)
     second = get_baseline(task, cache)
-    assert not first.cache_hit and second.cache_hit
+    assert (first.source, second.source) == ("trained", "cache")
     for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()):
         assert torch.equal(a, b)
     (entry,) = (tmp_path / "baseline").glob("*.pt")
     entry.write_bytes(entry.read_bytes()[:-100])  # a truncated write
     third = get_baseline(task, cache)
-    assert not third.cache_hit
-    assert third.val_accuracy == first.val_accuracy  # same seed, same weights
+    assert third.source == "trained"
+    assert third.val_metric == first.val_metric  # same seed, same weights
 
 
 def test_a_different_recipe_is_a_different_entry(tmp_path):
     cache = TensorCache(tmp_path)
     get_baseline(load_task({"_target_": "infersearch.models.diagnosis_mlp.task", "epochs": 2}), cache)
     other = get_baseline(load_task({"_target_": "infersearch.models.diagnosis_mlp.task", "epochs": 3}), cache)
-    assert not other.cache_hit
+    assert other.source == "trained"
     assert len(list((tmp_path / "baseline").glob("*.pt"))) == 2

@@ -11,11 +11,11 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from omegaconf import OmegaConf
+
 from infersearch.__main__ import to_config
 from infersearch.errors import UnsupportedError
 from infersearch.trial import build, check
-from omegaconf import OmegaConf
-
 from tests.conftest import ROOT
 
 
@@ -29,7 +29,7 @@ def test_fp32_engines_match_pytorch(make_cfg, engine):
     b = built_for(make_cfg, f"engine={engine}")
     assert b.agreement["rel_diff"] < 1e-3
     assert b.runner.settings["engine"] == engine and b.runner.settings["version"]
-    x = b.task.splits.val.x[:16]
+    x = b.task.splits.val.take(16)
     assert torch.allclose(b.runner(x), b.reference(x), rtol=1e-3, atol=1e-4)
 
 
@@ -115,8 +115,9 @@ assert "torch" not in sys.modules
     ("engine", "script", "file"), [("onnxruntime", RUN_ONNX, "model.onnx"), ("openvino", RUN_OV, "model.xml")]
 )
 def test_exported_model_runs_with_the_engine_runtime_alone(make_cfg, tmp_path, engine, script, file):
-    from infersearch.study.export import export_trial
     from optuna.trial import create_trial
+
+    from infersearch.study.export import export_trial
 
     cfg = make_cfg("prune.ratio=0.5", f"engine={engine}")
     b = build(to_config(cfg), cfg.model)
@@ -127,7 +128,7 @@ def test_exported_model_runs_with_the_engine_runtime_alone(make_cfg, tmp_path, e
     out = export_trial(trial, tmp_path)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["format"] in ("onnx", "openvino-ir") and file in manifest["files"]
-    x = b.task.splits.val.x[:32].numpy()
+    x = b.task.splits.val.take(32).numpy()
     np.save(tmp_path / "x.npy", x)
     (tmp_path / "run.py").write_text(script)
     proc = subprocess.run(

@@ -58,7 +58,7 @@ def test_impossible_constraints_end_with_no_feasible_configuration(tmp_path, cac
         "study.n_trials=2",
         *FAST,
         "batch_size=choice(1,2)",
-        "study.max_accuracy_drop=-0.0",
+        "study.max_drop=-0.0",
         "study.latency_slo_ms=1e-9",
     )
     assert proc.returncode == 4
@@ -115,7 +115,7 @@ def test_trial_faults_are_recorded_and_the_study_goes_on(tmp_path, cache_dir):
         "faults",
         "study.n_trials=4",
         "study.sampler=grid",
-        "study.max_accuracy_drop=null",
+        "study.max_drop=null",
         "model.crash=choice(true,false)",
         "batch_size=choice(4,1099511627776)",
     )

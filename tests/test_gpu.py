@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from infersearch.device import Capabilities, capabilities, set_tf32
 from infersearch.errors import UnsupportedError
 from infersearch.passes.quantize import plan

@@ -44,7 +44,7 @@ def test_in_a_study_the_trial_fails_with_that_line_and_the_study_goes_on(tmp_pat
         "study.sampler=grid",
         "study.n_trials=2",
         "study.warm_start=false",
-        "study.max_accuracy_drop=null",
+        "study.max_drop=null",
         "study.name=lib",
         f"study.output_dir={out}",
         f"cache_dir={cache_dir}",

@@ -4,9 +4,10 @@ axes are the study's own objectives (first on y, last on x)."""
 from __future__ import annotations
 
 import optuna
+from optuna.distributions import FloatDistribution
+
 from infersearch.config import Direction, ObjectiveConfig, StudyConfig
 from infersearch.study.report import pareto_figure, plot_png
-from optuna.distributions import FloatDistribution
 
 POINTS = [  # engine, bits, precision, f1, p50 ms, feasible
     ("eager", 32, "fp32", 0.90, 2.0, True),

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import torch
+
 from infersearch import preload
 from infersearch.cache import TensorCache
-
 from tests.conftest import ROOT
 
 MLP = {"_target_": "infersearch.models.diagnosis_mlp.task", "epochs": 2}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import optuna
 import pytest
+
 from infersearch.config import Rule, StudyConfig
 from infersearch.study.regression import settings, verdict
 
@@ -11,7 +12,12 @@ from infersearch.study.regression import settings, verdict
 def _trial(number: int, accuracy: float, latency: float, rounds: list[float]) -> optuna.trial.FrozenTrial:
     t = optuna.trial.create_trial(
         values=[accuracy, latency],
-        user_attrs={"metrics": {"accuracy_drop": 0.0}, "params": {"engine": "onnxruntime"}},
+        user_attrs={
+            "metrics": {"accuracy_drop": 0.0},
+            "metric": {"name": "accuracy", "direction": "maximize"},
+            "baseline": {"accuracy": 0.99},
+            "params": {"engine": "onnxruntime"},
+        },
     )
     t.number = number
     return t
@@ -46,12 +52,12 @@ def test_worse_means_worse_under_the_rule_by_more_than_the_noise(rule, accuracy,
 
 
 def test_a_previous_recommendation_that_violates_new_constraints_is_not_compared():
-    st = StudyConfig(name="s", max_accuracy_drop=0.5)
+    st = StudyConfig(name="s", max_drop=0.005)
     prev = _trial(0, 0.99, 0.001, [])
-    prev.user_attrs["metrics"]["accuracy_drop"] = 0.8
-    before = settings(StudyConfig(name="s", max_accuracy_drop=1.0))
+    prev.user_attrs["metrics"]["accuracy_drop"] = 0.008
+    before = settings(StudyConfig(name="s", max_drop=0.01))
     v = verdict(_previous(st, 0.99, 0.001) | {"settings": before}, _trial(1, 0.99, 0.01, []), [0.99, 0.01],
                 _confirmed(0.02), prev, st)  # fmt: skip
     assert not v.regressed
     assert any("constraints changed" in n for n in v.notes)
-    assert any("violates max_accuracy_drop now: not compared" in n for n in v.notes)
+    assert any("violates max_drop now: not compared" in n for n in v.notes)

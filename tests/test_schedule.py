@@ -52,7 +52,7 @@ def test_a_slower_engine_exits_5_and_a_changed_rule_is_reported_and_compared_und
     (first,) = load(out, "sched").user_attrs["recommendations"]
     assert first["settings"]["rule"] == "fastest" and first["spread"] >= 0
     proc, _ = sweep(tmp_path, cache_dir, "sched", "study.n_trials=2", *ORT, "study.recommend=most_accurate",
-                    "study.max_accuracy_drop=5")  # fmt: skip
+                    "study.max_drop=0.05")  # fmt: skip
     text = proc.stdout + proc.stderr
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "rule changed since the previous run (fastest -> most_accurate): compared under the new rule" in text
@@ -76,7 +76,7 @@ def test_a_slower_engine_exits_5_and_a_changed_rule_is_reported_and_compared_und
 
 def test_an_unchanged_study_topped_up_five_times_never_exits_5(tmp_path, cache_dir):
     space = ["engine=choice(eager,onnxruntime)", "precision=fp32", "quant.bits=32", "batch_size=choice(1,4)",
-             "prune.ratio=choice(0.0,0.5)", "study.max_accuracy_drop=null"]  # fmt: skip
+             "prune.ratio=choice(0.0,0.5)", "study.max_drop=null"]  # fmt: skip
     codes, picks = [], []
     for n in range(2, 8):  # a first run, then five top-ups of one trial each; W&B logging on (offline)
         proc, out = sweep(tmp_path, cache_dir, "topup", f"study.n_trials={n}", *space)

@@ -8,7 +8,6 @@ import warnings
 from collections import Counter
 
 from infersearch.isolation import run_isolated
-
 from tests.test_study import sweep
 
 WARNING_LINE = re.compile(r"\w*Warning\b")
@@ -28,7 +27,7 @@ def test_a_warning_in_every_trial_process_is_shown_once():
 
 
 def test_a_study_prints_no_warning_line_twice(tmp_path, cache_dir):
-    args = ["study.n_trials=2", "engine=onnxruntime", "quant.bits=choice(8,32)", "study.max_accuracy_drop=null"]
+    args = ["study.n_trials=2", "engine=onnxruntime", "quant.bits=choice(8,32)", "study.max_drop=null"]
     proc, _ = sweep(tmp_path, cache_dir, "warn", *args, "tracking=disabled")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]

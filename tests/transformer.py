@@ -3,11 +3,12 @@ converters fail on it, which the error tests need."""
 
 from __future__ import annotations
 
+from sklearn.datasets import load_digits
+from torch import nn
+
 from infersearch.models import Task
 from infersearch.models.data import split_arrays, to_splits
 from infersearch.models.task import TrainRecipe, classification_accuracy
-from sklearn.datasets import load_digits
-from torch import nn
 
 
 class DigitsEncoder(nn.Module):

@@ -17,8 +17,12 @@ from hydra.core.plugins import Plugins
 from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+from optuna.storages._heartbeat import get_heartbeat_thread  # the thread study.optimize uses
+from optuna.trial import TrialState
+
 from infersearch.baseline import baseline_key, load_task
-from infersearch.config import StudyConfig
+from infersearch.config import StudyConfig, with_metric
 from infersearch.errors import ConfigError
 from infersearch.secrets import mask_url
 from infersearch.study.confirm import confirm_front
@@ -41,9 +45,6 @@ from infersearch.study.storage import directions, open_study, storage_url
 from infersearch.study.warm_start import warm_start_trials
 from infersearch.tracking import Tracker
 from infersearch.trial import check
-from omegaconf import DictConfig, OmegaConf, open_dict
-from optuna.storages._heartbeat import get_heartbeat_thread  # the thread study.optimize uses
-from optuna.trial import TrialState
 
 log = logging.getLogger(__name__)
 
@@ -136,13 +137,15 @@ class InfersearchSweeper(Sweeper):
 
     def _sweep(self, arguments: list[str]) -> Outcome:
         assert self.config is not None and self.launcher is not None
-        st: StudyConfig = OmegaConf.to_object(self.config.study)
+        task = load_task(self.config.model)
+        st = with_metric(OmegaConf.to_object(self.config.study), task.metric.name, task.metric.direction)
         space_cfg = OmegaConf.to_container(self.config.space, resolve=True) or {}
         dists, fixed = build_space(space_cfg, arguments)
         if not dists:
             raise ConfigError("space", "the search space is empty: pick space=default or give choice(...) overrides")
         study = open_study(st, dists)
-        check_model(study, baseline_key(load_task(self.config.model)), st)
+        check_model(study, baseline_key(task), st)
+        study.set_user_attr("metric", {"name": task.metric.name, "direction": task.metric.direction})  # for reports
         self.tracker = Tracker(OmegaConf.to_object(self.config.tracking), st)
         study.set_user_attr("space", {k: repr(d) for k, d in dists.items()})
         if st.warm_start and not study.get_trials(deepcopy=False):

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
 from infersearch.device import Capabilities
 from infersearch.errors import UnsupportedError, library_step
 from infersearch.passes.quantize import QuantPlan
-from torch import nn
 
 
 class EngineMissing(UnsupportedError):

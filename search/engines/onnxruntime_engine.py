@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+
 from infersearch.device import Capabilities
 from infersearch.engines.base import BuildContext, Engine, Runner, file_mb
 from infersearch.engines.onnx_export import export_onnx
 from infersearch.errors import UnsupportedError
 from infersearch.passes.quantize import QuantPlan
-from torch import nn
 
 
 class _Calibration:

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+
 from infersearch.device import Capabilities
 from infersearch.engines.base import BuildContext, Engine, Runner, file_mb
 from infersearch.errors import UnsupportedError
 from infersearch.passes.quantize import QuantPlan
-from torch import nn
 
 _HINT = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 _CAPABILITY = {"fp32": "FP32", "bf16": "BF16", "fp16": "FP16"}

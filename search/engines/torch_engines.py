@@ -6,13 +6,14 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
+
 from infersearch.device import DTYPES, Capabilities
 from infersearch.engines.base import BuildContext, Engine, Runner
 from infersearch.errors import UnsupportedError
 from infersearch.measure.footprint import serialized_mb
 from infersearch.passes.precision import set_precision
 from infersearch.passes.quantize import QuantPlan, plan, quantize
-from torch import nn
 
 
 def _save_exported(module: nn.Module, example: torch.Tensor, path: Path) -> list[Path]:

@@ -4,6 +4,7 @@ checked before the variant is timed: a fast wrong model is not a result."""
 from __future__ import annotations
 
 import torch
+
 from infersearch.errors import ConfigError
 
 

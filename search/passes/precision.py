@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from infersearch.device import DTYPES
 from torch import nn
+
+from infersearch.device import DTYPES
 
 
 def set_precision(model: nn.Module, precision: str, device: str) -> nn.Module:

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 import torch
 import torch_pruning as tp
-from infersearch.config import PruneConfig
 from torch import nn
+
+from infersearch.config import PruneConfig
+from infersearch.models.task import Split
 
 _IMPORTANCE = {
     "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
@@ -50,15 +52,17 @@ def prune(
     model: nn.Module,
     cfg: PruneConfig,
     example: torch.Tensor,
-    calibration: tuple[torch.Tensor, torch.Tensor] | None = None,
+    calibration: Split | None = None,
     loss=None,
     seed: int = 0,
+    calibration_samples: int = 256,
 ) -> nn.Module:
     """Remove ``cfg.ratio`` of the channels of every prunable layer, in place.
 
     Deterministic for a given model, config and seed, which lets the cache
     store only the recovered weights and replay the pruning to rebuild shapes.
-    ``calibration`` and ``loss`` feed the gradients the Taylor criterion needs.
+    ``calibration`` and ``loss`` feed the gradients the Taylor criterion needs (summed over its first
+    ``calibration_samples`` samples, batch by batch).
     """
     if cfg.ratio <= 0:
         return model
@@ -77,7 +81,12 @@ def prune(
         if calibration is None or loss is None:
             raise ValueError("taylor importance needs calibration data and a loss")
         model.zero_grad()
-        loss(model(calibration[0]), calibration[1]).backward()
+        seen = 0
+        for x, y in calibration.batches(64):
+            loss(model(x.float()), y).backward()
+            seen += len(x)
+            if seen >= calibration_samples:
+                break
     pruner.step()
     model.zero_grad(set_to_none=True)
     return model

@@ -16,9 +16,10 @@ import warnings
 from dataclasses import dataclass
 
 import torch
+from torch import nn
+
 from infersearch.device import Capabilities
 from infersearch.errors import UnsupportedError
-from torch import nn
 
 
 @dataclass(frozen=True)

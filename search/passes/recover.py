@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from torch import nn
+
 from infersearch.config import RecoverConfig
+from infersearch.errors import ConfigError
 from infersearch.models.task import Task
 from infersearch.models.training import fit
-from torch import nn
 
 
 def recover(
@@ -18,8 +20,11 @@ def recover(
     seed: int,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> nn.Module:
+    """Fine-tune ``pruned`` on the task's training split; a model without one must set recover.epochs=0."""
     if cfg.epochs == 0:
         return pruned
+    if task.splits.train is None or task.loss is None:
+        raise ConfigError("recover.epochs", f"{task.name} has no training split and loss to fine-tune on: set 0")
     return fit(
         pruned,
         task,

@@ -20,11 +20,12 @@ from dataclasses import asdict
 from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
+
 from infersearch.config import MeasureConfig
 from infersearch.measure.anchor import anchor_ms, anchored_metrics, log_spread, state_gate
 from infersearch.measure.latency import LatencyStats, measure_interleaved
 from infersearch.study.pareto import front
-from optuna.trial import FrozenTrial, TrialState
 
 log = logging.getLogger(__name__)
 BASELINE = "baseline"  # not a trial number
@@ -43,6 +44,7 @@ def _members(study: optuna.Study, previous: int | None) -> list[FrozenTrial]:
 def measure_members(configs: dict[str, dict[str, Any]], measure: dict[str, Any], cache_dir: str) -> dict[str, Any]:
     """Rebuild each stored config and time them all side by side, per batch size (run in a child)."""
     import torch
+
     from infersearch.cache import TensorCache
     from infersearch.device import capabilities, resolve
     from infersearch.trial import _batch, rebuild

@@ -10,8 +10,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from infersearch.cache import atomic_write_text
 from optuna.trial import FrozenTrial
+
+from infersearch.cache import atomic_write_text
 
 LOAD = {
     "onnx": (
@@ -53,7 +54,7 @@ def export_trial(trial: FrozenTrial, out_dir: Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=".model-", dir=out_dir))
     files = built.runner.save(staging)
     fmt = _format(files)
-    x = built.task.splits.val.x
+    x = built.task.example_input(1)
     hint = built.runner.settings.get("precision_hint", "")
     manifest = {
         "trial": trial.number,

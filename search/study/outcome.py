@@ -11,11 +11,12 @@ import logging
 from dataclasses import dataclass
 
 import optuna
+from optuna.trial import TrialState
+
 from infersearch.config import StudyConfig
 from infersearch.errors import ConfigError
 from infersearch.study.pareto import objective_values
 from infersearch.study.regression import disturbed, settings, spread_of, verdict
-from optuna.trial import TrialState
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 import optuna
-from infersearch.config import Rule
 from optuna._hypervolume import compute_hypervolume
 from optuna.trial import FrozenTrial, TrialState
+
+from infersearch.config import Rule
 
 
 def front(study: optuna.Study) -> list[FrozenTrial]:
@@ -37,20 +38,20 @@ def _losses(values: Sequence[Sequence[float]], directions: Sequence[str]) -> np.
 
 
 def reference_point(
-    baseline: dict[str, Any], metrics: dict[str, Any], objectives: Sequence[Any], max_accuracy_drop: float | None
+    baseline: dict[str, Any], metrics: dict[str, Any], objectives: Sequence[Any], metric: str, allowed: float | None
 ) -> list[float]:
     """Fixed once per study so hypervolume is comparable across trials, from the first measured
-    trial's baseline figures (its own where the baseline lacks the metric): 2x the baseline for a
-    minimised objective; for accuracy, the constraint's floor (every feasible trial is above it),
-    else 10% below the baseline for a maximised one."""
+    trial's baseline figures (its own where the baseline lacks the metric). For the model's ``metric``
+    with an ``allowed`` drop (in its units): the constraint's bound, which every feasible trial is
+    inside. Otherwise 2x the baseline for a minimised objective, 10% below it for a maximised one."""
     ref = []
     for o in objectives:
         name, d = o.metric, getattr(o.direction, "value", o.direction)
         v = baseline.get(name, metrics[name])
-        if d == "minimize":
+        if name == metric and allowed is not None:
+            ref.append(v + allowed if d == "minimize" else v - allowed)
+        elif d == "minimize":
             ref.append(v * 2.0)
-        elif name == "accuracy" and max_accuracy_drop is not None:
-            ref.append(v - max_accuracy_drop / 100.0)
         else:
             ref.append(v * 0.9)
     return ref

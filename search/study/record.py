@@ -13,15 +13,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from infersearch.config import StudyConfig
-from infersearch.errors import ConfigError, TrialRejected, error_line
-from infersearch.study.pareto import complete_values, feasible, hypervolume, is_finite, reference_point
-from infersearch.study.storage import directions
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-RESULT_KEYS = ("params", "metrics", "baseline", "env", "timings_s", "history", "config")
+from infersearch.config import StudyConfig, allowed_drop
+from infersearch.errors import ConfigError, TrialRejected, error_line
+from infersearch.study.pareto import complete_values, feasible, hypervolume, is_finite, reference_point
+from infersearch.study.storage import directions
+
+RESULT_KEYS = ("params", "metric", "metrics", "baseline", "env", "timings_s", "history", "config")
 
 
 @dataclass
@@ -32,11 +33,14 @@ class Record:
     state: TrialState = TrialState.COMPLETE
 
 
-def constraint_values(metrics: Mapping[str, Any], st: StudyConfig) -> dict[str, float]:
-    """Optuna constraints (feasible when <= 0), not penalties."""
+def constraint_values(result: Mapping[str, Any], st: StudyConfig) -> dict[str, float]:
+    """Optuna constraints (feasible when <= 0), not penalties. ``max_drop``: how much worse than the
+    baseline the model's metric is, beyond the allowed drop, in the metric's units."""
+    metrics, name = result["metrics"], result["metric"]["name"]
     out = {}
-    if st.max_accuracy_drop is not None:
-        out["max_accuracy_drop"] = float(metrics["accuracy_drop"]) - st.max_accuracy_drop
+    allowed = allowed_drop(st, result["baseline"][name])
+    if allowed is not None:
+        out["max_drop"] = float(metrics[f"{name}_drop"]) - allowed
     if st.latency_slo_ms is not None:
         out["latency_slo_ms"] = float(metrics["latency_ms_p95"]) - st.latency_slo_ms
     return out
@@ -51,10 +55,13 @@ def success_record(study: optuna.Study, result: Mapping[str, Any], st: StudyConf
     attrs = {k: result.get(k) for k in RESULT_KEYS} | {"overrides": overrides, "measured": True}
     if not is_finite(values):
         return failure_record(FloatingPointError(f"objective values are not finite: {values}"), overrides, attrs)
-    constraints = constraint_values(metrics, st)
+    constraints = constraint_values(result, st)
     ref = study.user_attrs.get("hv_reference")
     if ref is None:
-        ref = reference_point(result["baseline"], metrics, st.objectives, st.max_accuracy_drop)
+        name = result["metric"]["name"]
+        ref = reference_point(
+            result["baseline"], metrics, st.objectives, name, allowed_drop(st, result["baseline"][name])
+        )
         study.set_user_attr("hv_reference", ref)
     points = [t.values for t in complete_values(study) if feasible(t)]
     if all(v <= 0 for v in constraints.values()):

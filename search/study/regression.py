@@ -22,10 +22,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from optuna.trial import FrozenTrial, TrialState
+
 from infersearch.config import Rule, StudyConfig
 from infersearch.measure.anchor import log_spread
 from infersearch.study.record import constraint_values
-from optuna.trial import FrozenTrial, TrialState
 
 RETIMED = ("latency_ms_p50", "latency_ms_p95", "latency_ms_per_sample", "throughput_per_s")
 
@@ -38,7 +39,7 @@ def settings(st: StudyConfig) -> dict[str, Any]:
     """What the verdict depends on besides the measurements: stored with each recommendation."""
     return {
         "rule": _v(st.recommend),
-        "constraints": {"max_accuracy_drop": st.max_accuracy_drop, "latency_slo_ms": st.latency_slo_ms},
+        "constraints": {"max_drop": st.max_drop, "drop": _v(st.drop), "latency_slo_ms": st.latency_slo_ms},
         "objectives": [[o.metric, _v(o.direction)] for o in st.objectives],
     }
 
@@ -109,7 +110,8 @@ def verdict(
     notes = _changes(previous.get("settings", {}), now)
     p = previous.get("trial")
     if prev_trial is not None and prev_trial.state == TrialState.COMPLETE:
-        violated = [k for k, v in constraint_values(prev_trial.user_attrs["metrics"], st).items() if v > 0]
+        ua = prev_trial.user_attrs
+        violated = [k for k, v in constraint_values(ua, st).items() if v > 0]
         if violated:
             notes.append(f"the previous recommendation, trial {p}, violates {', '.join(violated)} now: not compared")
             return Verdict(False, "", notes)

@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
+
 from infersearch.cache import atomic_write_bytes, atomic_write_text
 from infersearch.config import StudyConfig
 from infersearch.report_table import table
 from infersearch.study.pareto import confirmed_front, feasible, objective_values, recommend
 from infersearch.study.regression import keep_previous
 from infersearch.study.storage import directions
-from optuna.trial import FrozenTrial, TrialState
 
 PARAM_COLUMNS = ("prune_ratio", "quant_bits", "precision", "batch_size", "engine")
 
@@ -66,8 +67,8 @@ def _row(t: FrozenTrial, on_front: set[int], st: StudyConfig, confirmation: dict
 
 def time_breakdown(t: FrozenTrial) -> dict[str, float]:
     """A measured trial's seconds per step (baseline load, prune, recover, engine build: export and
-    quantize, accuracy, latency) and ``harness``: the rest of the trial's wall time (process, config,
-    storage, logging)."""
+    quantize, evaluate: the metric on validation and test, latency) and ``harness``: the rest of the
+    trial's wall time (process, config, storage, logging)."""
     steps = dict(t.user_attrs.get("timings_s") or {})
     if steps and t.duration is not None and "reused_from" not in t.user_attrs:
         steps["harness"] = max(0.0, t.duration.total_seconds() - sum(steps.values()))
@@ -183,7 +184,8 @@ def write_report(study: optuna.Study, st: StudyConfig, out_dir: str | Path | Non
 
 
 def front_table(summary: Summary, st: StudyConfig) -> str:
-    headers = ["#", *PARAM_COLUMNS, *(o.metric for o in st.objectives), "acc drop pts", "p95 ms", "speed-up"]
+    metric = _metric_name(summary.front)
+    headers = ["#", *PARAM_COLUMNS, *(o.metric for o in st.objectives), f"{metric} drop", "p95 ms", "speed-up"]
     rows = []
     for t in summary.front:
         p, m = t.user_attrs.get("params", {}), t.user_attrs.get("metrics", {})
@@ -194,12 +196,17 @@ def front_table(summary: Summary, st: StudyConfig) -> str:
                 f"{t.number}{mark}",
                 *(p.get(k, "") for k in PARAM_COLUMNS),
                 *t.values,
-                m.get("accuracy_drop", ""),
+                m.get(f"{metric}_drop", ""),
                 m.get("latency_ms_p95", ""),
                 f"{m.get('speedup_vs_baseline', float('nan')):.2f}x{emu}",
             ]
         )
     return table(headers, rows)
+
+
+def _metric_name(trials: list[FrozenTrial]) -> str:
+    """The model's metric, as its trials recorded it ("accuracy" for studies recorded before it was stored)."""
+    return next((t.user_attrs["metric"]["name"] for t in trials if "metric" in t.user_attrs), "accuracy")
 
 
 def summary_text(summary: Summary, st: StudyConfig) -> str:

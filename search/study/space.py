@@ -8,13 +8,14 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
-from infersearch.errors import ConfigError
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
     FloatDistribution,
     IntDistribution,
 )
+
+from infersearch.errors import ConfigError
 
 
 def flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

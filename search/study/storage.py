@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler
+
 from infersearch.config import StudyConfig
 from infersearch.errors import ConfigError
 from infersearch.secrets import mask_url
 from infersearch.study.space import grid
-from optuna.distributions import BaseDistribution
-from optuna.samplers import BaseSampler
 
 
 def _v(x: Any) -> Any:

@@ -16,8 +16,9 @@ import itertools
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from infersearch.study.space import grid
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
+
+from infersearch.study.space import grid
 
 # Where per-sample latency is lowest, for the dimensions whose direction is known on every engine.
 FAST_END: dict[str, Callable[[list[Any]], Any]] = {"batch_size": max, "quant.bits": min}
