@@ -144,12 +144,18 @@ class Task:
     name: str
     build: Callable[[], nn.Module]
     splits: Splits
-    metric: Metric
+    metric: Metric  # a bare function is taken as Metric(fn, name="metric"), maximised
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # training, recovery, Taylor
     recipe: TrainRecipe = field(default_factory=TrainRecipe)
     spec: dict = field(default_factory=dict)
     checkpoint: str | Path | None = None
     checkpoint_loader: Literal["state_dict", "build"] = "state_dict"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.metric, Metric):  # a bare (predictions, targets) -> float: maximised, unnamed
+            if not callable(self.metric):
+                raise TypeError(f"task {self.name!r}: metric must be a Metric or a function, got {self.metric!r}")
+            self.metric = Metric(self.metric, name="metric")
 
     def example_input(self, batch_size: int = 1) -> torch.Tensor:
         return self.splits.calib.take(batch_size)

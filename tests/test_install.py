@@ -73,7 +73,7 @@ def test_the_installed_wheel_runs_a_study_from_a_project_with_its_own_models_pac
     exe = str(installed / "bin" / "infersearch")
     help_ = _run([exe, "--help"], project)
     assert help_.returncode == 0 and "infersearch is powered by Hydra" in help_.stdout, help_.stderr[-2000:]
-    assert "model: diagnosis_mlp, digits_cnn" in help_.stdout.replace("\n", " ") or "mine" in help_.stdout
+    assert "digits_cnn" in help_.stdout  # the zoo's configs, read from inside the installed package
     job = _run([exe, "--config-dir", "conf", "model=mine", "--cfg", "job"], project)
     assert job.returncode == 0 and "_target_: models.mine.task" in job.stdout, job.stderr[-2000:]
     tiny = [o for o in TINY if not o.startswith("model.")]

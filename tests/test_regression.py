@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from infersearch.config import Rule, StudyConfig
+from infersearch.config import Rule, StudyConfig, with_metric
 from infersearch.study.regression import settings, verdict
 
 
@@ -44,7 +44,7 @@ def _confirmed(spread: float) -> dict:
     ],
 )
 def test_worse_means_worse_under_the_rule_by_more_than_the_noise(rule, accuracy, latency, regressed):
-    st = StudyConfig(name="s", recommend=rule)
+    st = with_metric(StudyConfig(name="s", recommend=rule), "accuracy", "maximize")
     prev, new = _trial(0, 0.99, 0.01, []), _trial(1, accuracy, latency, [])
     v = verdict(_previous(st, 0.99, 0.01), new, [accuracy, latency], _confirmed(0.02), prev, st)
     assert v.regressed is regressed, v.message

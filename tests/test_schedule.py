@@ -28,16 +28,17 @@ def test_every_trial_failing_exits_3(tmp_path, cache_dir):
     assert len(load(out, "allfail").trials) == 2  # recorded, study intact
 
 
-# An engine made slower on purpose: every ONNX Runtime call also sleeps 2 ms (a bad release, a throttled host).
+# An engine made slower on purpose: every ONNX Runtime call does its work five times (a bad release). Not a
+# sleep: idle cores between calls slow the baseline's next rounds, and the machine-state gate rightly refuses them.
 SLOW_ORT = """
-import time
 import onnxruntime
 
 _run = onnxruntime.InferenceSession.run
 
 
 def run(self, *args, **kwargs):
-    time.sleep(0.002)
+    for _ in range(4):
+        _run(self, *args, **kwargs)
     return _run(self, *args, **kwargs)
 
 

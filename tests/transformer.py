@@ -8,7 +8,7 @@ from torch import nn
 
 from infersearch.models import Task
 from infersearch.models.data import split_arrays, to_splits
-from infersearch.models.task import TrainRecipe, classification_accuracy
+from infersearch.models.task import ACCURACY, TrainRecipe
 
 
 class DigitsEncoder(nn.Module):
@@ -31,7 +31,7 @@ def task(d_model: int = 32, heads: int = 4, layers: int = 2, epochs: int = 2, se
         build=lambda: DigitsEncoder(d_model, heads, layers),
         splits=to_splits(split_arrays(x, digits.target, seed)),
         loss=nn.functional.cross_entropy,
-        metric=classification_accuracy,
+        metric=ACCURACY,
         recipe=TrainRecipe(epochs=epochs, lr=3e-3, batch_size=64),
         spec={"user": "digits_transformer", "d_model": d_model, "heads": heads, "layers": layers, "seed": seed},
     )
