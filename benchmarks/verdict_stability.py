@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import subprocess
 import sys
@@ -98,12 +99,15 @@ def main() -> None:
     print(f"\nCPU: {cpu}")
     for tracking, rows in results["series"].items():
         print(f"\ntracking={tracking}")
-        headers = ["run", "trials", "exit", "recommended", "ms/sample", "accuracy", "margin %", "kept", "old check"]
-        body = [
-            [r["run"], r["n_trials"], r["exit"], r["recommended"], f"{r['latency_ms_per_sample']:.4g}",
-             f"{r['accuracy']:.4f}", f"{300 * 1.41421 * (r['spread'] or 0):.1f}", r["kept_previous"], r["old_check"]]
-            for r in rows
-        ]  # fmt: skip
+        headers = ["run", "trials", "exit", "recommended", "ms/sample", "change %", "margin %", "kept", "old check"]
+        body = []
+        for prev, r in zip([None, *rows], rows):
+            change = margin = ""
+            if prev is not None:  # as regression.py: 3 x the combined per-round spreads, on log latency
+                change = f"{100 * (r['latency_ms_per_sample'] / prev['latency_ms_per_sample'] - 1):+.1f}"
+                margin = f"{100 * math.expm1(3 * math.hypot(r['spread'], prev['spread'])):.0f}"
+            body.append([r["run"], r["n_trials"], r["exit"], r["recommended"], f"{r['latency_ms_per_sample']:.4g}",
+                         change, margin, r["kept_previous"], r["old_check"]])  # fmt: skip
         print(table(headers, body))
 
 
