@@ -61,3 +61,13 @@ def test_a_previous_recommendation_that_violates_new_constraints_is_not_compared
     assert not v.regressed
     assert any("constraints changed" in n for n in v.notes)
     assert any("violates max_drop now: not compared" in n for n in v.notes)
+
+
+@pytest.mark.parametrize(("rule", "regressed"), [(Rule.fastest, False), (Rule.most_accurate, True)])
+def test_a_disturbed_timing_is_not_compared_but_accuracy_still_is(rule, regressed):
+    st = with_metric(StudyConfig(name="s", recommend=rule), "accuracy", "maximize")
+    prev, new = _trial(0, 0.99, 0.001, []), _trial(1, 0.985, 0.01, [])
+    previous = _previous(st, 0.99, 0.001) | {"disturbed": True}
+    v = verdict(previous, new, [0.985, 0.01], _confirmed(0.02), prev, st)
+    assert v.regressed is regressed
+    assert any("stayed disturbed" in n for n in v.notes) is (not regressed)

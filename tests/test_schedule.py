@@ -44,7 +44,10 @@ def run(self, *args, **kwargs):
 
 onnxruntime.InferenceSession.run = run
 """
-ORT = ["engine=onnxruntime", "precision=fp32", "quant.bits=32", "batch_size=choice(1,4)", "prune.ratio=0.0"]
+# The tiny model's 15 ms rounds often cross the machine-state gate, and a run the gate calls disturbed is not
+# compared: this test is about the verdict, so the gate is opened wide.
+ORT = ["engine=onnxruntime", "precision=fp32", "quant.bits=32", "batch_size=choice(1,4)", "prune.ratio=0.0",
+       "measure.max_state=10"]  # fmt: skip
 
 
 def test_a_slower_engine_exits_5_and_a_changed_rule_is_reported_and_compared_under_it(tmp_path, cache_dir):

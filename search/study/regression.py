@@ -116,7 +116,9 @@ def verdict(
             notes.append(f"the previous recommendation, trial {p}, violates {', '.join(violated)} now: not compared")
             return Verdict(False, "", notes)
     theirs = confirmation.get(str(p), {})
-    if disturbed(rec, confirmation) or previous.get("disturbed"):
+    deciding = _deciding(now["rule"], len(st.objectives))
+    timed = any(st.objectives[i].metric in RETIMED for i in deciding)
+    if timed and (disturbed(rec, confirmation) or previous.get("disturbed")):
         which = "this run's" if disturbed(rec, confirmation) else "the previous run's"
         notes.append(
             f"the machine stayed disturbed (baseline over measure.max_state x its anchor) while {which} "
@@ -124,7 +126,7 @@ def verdict(
         )
         return Verdict(False, "", notes)
     comparisons = []
-    for i in _deciding(now["rule"], len(st.objectives)):
+    for i in deciding:
         o = st.objectives[i]
         if o.metric not in previous.get("values", {}):
             notes.append(f"the previous run stored no {o.metric}: not compared")
