@@ -22,9 +22,13 @@ class Precision(Enum):
 
 
 class QuantScheme(Enum):
-    auto = "auto"  # CPU: static int8 (activations too); CUDA: int8 dynamic activations, int4 weight-only
-    dynamic = "dynamic"  # CUDA int8: dynamic int8 activations x int8 weights
-    weight_only = "weight_only"  # CUDA int8 or int4 weights, activations in the float precision
+    auto = "auto"  # the engine's own default: CPU static int8; CUDA int8 dynamic activations, int4 weight-only
+    static = "static"  # int8 weights and activations, activation ranges calibrated ahead (CPU engines)
+    # int8 weights, activation ranges found per batch at run time: torch and ONNX Runtime on Linear/MatMul
+    # (the usual CPU path for transformer encoders); CUDA int8 dynamic activations x int8 weights
+    dynamic = "dynamic"
+    # int8 (or CUDA int4) weights, activations in the float precision: OpenVINO via NNCF compress_weights; CUDA
+    weight_only = "weight_only"
     float8 = "float8"  # CUDA float8 (e4m3) dynamic activations x weights, where the GPU has fp8 (sm_89+)
 
 
@@ -82,6 +86,7 @@ class PruneConfig:
     ratio: float = 0.0  # share of channels removed per prunable layer, in [0, 0.9]
     importance: Importance = Importance.l2
     round_to: int = 8  # pruned widths stay multiples of this (kernel-friendly)
+    heads: bool = True  # transformers: also remove whole attention heads, at the same ratio
 
 
 @dataclass

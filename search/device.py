@@ -31,6 +31,13 @@ class Capabilities:
     notes: dict = field(default_factory=dict)
 
     def check_precision(self, precision: str) -> None:
+        if precision in self.notes.get("not_native", ()):
+            flags = " or ".join(_NATIVE[precision])
+            raise UnsupportedError(
+                "precision",
+                f"{precision} on cpu: {self.name} has no native {precision} instructions ({flags}), so it would "
+                f"run converted, slower than fp32; allowed here: {', '.join(self.precisions)}",
+            )
         if precision not in self.precisions:
             raise UnsupportedError(
                 "precision",
@@ -79,8 +86,22 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+# A CPU without these converts every bf16/fp16 op to fp32 and back: it runs, slower than fp32.
+_NATIVE = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
+    except OSError:
+        return set()
+
+
 def _cpu_capabilities() -> Capabilities:
-    precisions = tuple(p for p, dt in DTYPES.items() if p != "tf32" and _runs(dt, "cpu"))
+    flags = _cpu_flags()
+    native = [p for p in ("fp32", "bf16", "fp16") if p == "fp32" or flags & set(_NATIVE[p])]
+    precisions = tuple(p for p in native if _runs(DTYPES[p], "cpu"))
     engines = torch.backends.quantized.supported_engines
     return Capabilities(
         device="cpu",
@@ -88,7 +109,11 @@ def _cpu_capabilities() -> Capabilities:
         precisions=precisions,
         int8_kernel=any(e in engines for e in ("x86", "fbgemm", "onednn")),
         int4_kernel=False,
-        notes={"quantized_engines": list(engines), "cpu_count": os.cpu_count()},
+        notes={
+            "quantized_engines": list(engines),
+            "cpu_count": os.cpu_count(),
+            "not_native": [p for p in ("bf16", "fp16") if p not in native],
+        },
     )
 
 

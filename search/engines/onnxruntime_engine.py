@@ -1,15 +1,21 @@
-"""ONNX Runtime: int8 by its own ``quantize_static`` (QDQ, per-channel, calibrated on training data)."""
+"""ONNX Runtime: int8 by its own quantizers: ``quantize_static`` (QDQ, per-channel, calibrated on training
+data) or ``quantize_dynamic`` (int8 MatMul weights, activations per batch: the CPU path for transformer
+encoders, as Hugging Face optimum takes it). A transformer's graph first goes through ONNX Runtime's
+transformer optimizer (LayerNorm, GELU, attention fusions where the patterns match)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from infersearch.architecture import is_transformer
 from infersearch.device import Capabilities
 from infersearch.engines.base import BuildContext, Engine, Runner, file_mb
 from infersearch.engines.onnx_export import export_onnx
@@ -27,6 +33,64 @@ class _Calibration:
         return next(self._batches, None)
 
 
+def _transformer_fusions(path: Path, target: Path) -> tuple[Path, dict[str, int]]:
+    """ONNX Runtime's transformer optimizer; returns the fused graph and what it fused."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    logging.getLogger("onnxruntime.transformers").setLevel(logging.WARNING)
+    optimized = optimize_model(str(path), model_type="bert", num_heads=0, hidden_size=0)
+    optimized.save_model_to_file(str(target))
+    return target, {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
+
+
+def _quantize_dynamic(path: Path, target: Path) -> Path:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # the fused contrib ops carry no type information: say the unknown ones are float
+    with _root_warnings_off():  # "Please consider to run pre-processing": static quantization's advice
+        quantize_dynamic(
+            str(path),
+            str(target),
+            weight_type=QuantType.QInt8,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    return target
+
+
+def _quantize_static(path: Path, workdir: Path, calibration: torch.Tensor, skip_symbolic: bool) -> Path:
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared, target = workdir / "model.prep.onnx", workdir / "model.int8.onnx"
+    # shape inference + graph cleanup, as ORT advises; its symbolic shape inference fails on attention's
+    # reshapes (a bare AssertionError), where ONNX's own shape inference does the job
+    quant_pre_process(str(path), str(prepared), skip_symbolic_shape=skip_symbolic)
+    with _root_warnings_off():  # "Axis 1 is out-of-range for weight ...": LayerNorm weights stay per-tensor
+        quantize_static(
+            str(prepared),
+            str(target),
+            _Calibration(calibration),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
+    return target
+
+
+@contextlib.contextmanager
+def _root_warnings_off() -> Iterator[None]:
+    """ONNX Runtime's quantizer logs some warnings through the root logger, once per weight and trial."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 class OnnxRuntimeEngine(Engine):
     name = "onnxruntime"
     package = "onnxruntime"
@@ -40,11 +104,16 @@ class OnnxRuntimeEngine(Engine):
             )
         if bits == 32:
             return QuantPlan(32, "none", "none")
-        if scheme != "auto":
-            raise UnsupportedError("quant.scheme", f"{scheme} on onnxruntime: quantize_static is static (scheme=auto)")
-        if bits == 8:
+        if bits != 8:
+            raise UnsupportedError("quant.bits", f"{bits} on onnxruntime: allowed 32, 8")
+        if scheme in ("auto", "static"):
             return QuantPlan(8, "onnxruntime-quantize_static-qdq-int8", "real")
-        raise UnsupportedError("quant.bits", f"{bits} on onnxruntime: allowed 32, 8")
+        if scheme == "dynamic":
+            return QuantPlan(8, "onnxruntime-quantize_dynamic-int8", "real")
+        raise UnsupportedError(
+            "quant.scheme",
+            f"{scheme} on onnxruntime: allowed static, dynamic (int8 weight_only runs on engine=openvino)",
+        )
 
     def providers(self, device: str) -> list[str]:
         import onnxruntime as ort
@@ -58,26 +127,18 @@ class OnnxRuntimeEngine(Engine):
 
         with self.step("export"):
             path = export_onnx(model, ctx.calibration[:1], ctx.workdir / "model.onnx")
-        if qplan.bits == 8:
-            from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-            from onnxruntime.quantization.shape_inference import quant_pre_process
-
-            # its INFO lines ("Performing symbolic shape inference...") would print once per trial
-            logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
-            prepared = ctx.workdir / "model.prep.onnx"
-            quantized = ctx.workdir / "model.int8.onnx"
+        # its INFO lines ("Performing symbolic shape inference...") would print once per trial
+        logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
+        fused: dict[str, int] = {}
+        if is_transformer(model) and qplan.method != "onnxruntime-quantize_static-qdq-int8":
+            with self.step("optimize"):  # QDQ calibration cannot read the fused contrib ops: static skips it
+                path, fused = _transformer_fusions(path, ctx.workdir / "model.opt.onnx")
+        if qplan.method == "onnxruntime-quantize_dynamic-int8":
             with self.step("quantize"):
-                quant_pre_process(str(path), str(prepared))  # shape inference + graph cleanup, as ORT advises
-                quantize_static(
-                    str(prepared),
-                    str(quantized),
-                    _Calibration(ctx.calibration),
-                    quant_format=QuantFormat.QDQ,
-                    per_channel=True,
-                    activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8,
-                )
-            path = quantized
+                path = _quantize_dynamic(path, ctx.workdir / "model.int8.onnx")
+        elif qplan.bits == 8:
+            with self.step("quantize"):
+                path = _quantize_static(path, ctx.workdir, ctx.calibration, skip_symbolic=is_transformer(model))
         options = ort.SessionOptions()
         options.intra_op_num_threads = ctx.threads
         options.inter_op_num_threads = 1
@@ -102,6 +163,7 @@ class OnnxRuntimeEngine(Engine):
                 "providers": providers,
                 "intra_op_num_threads": ctx.threads,
                 "graph_optimization_level": "ORT_ENABLE_ALL",
+                "transformer_fusions": fused,
                 "format": "onnx",
             },
         )

@@ -1,13 +1,20 @@
-"""Structured channel pruning with torch-pruning's dependency graph."""
+"""Structured channel pruning with torch-pruning's dependency graph.
+
+On a transformer it removes whole attention heads (torch-pruning's head handling, the head width
+kept) and feed-forward channels; a group that reaches a LayerNorm is the residual stream (the
+embedding width every block shares) and is left whole, so attention and the norms stay valid.
+"""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
 import torch_pruning as tp
 from torch import nn
 
+from infersearch.architecture import head_counts, set_head_counts
 from infersearch.config import PruneConfig
 from infersearch.models.task import Split
 
@@ -67,26 +74,46 @@ def prune(
     if cfg.ratio <= 0:
         return model
     torch.manual_seed(seed)
-    importance = _IMPORTANCE[cfg.importance.value if hasattr(cfg.importance, "value") else cfg.importance]()
+    importance = _IMPORTANCE[getattr(cfg.importance, "value", cfg.importance)]()
     model.eval()
-    pruner = tp.pruner.BasePruner(
-        model,
-        example,
-        importance=importance,
-        pruning_ratio=cfg.ratio,
-        ignored_layers=output_layers(model, example),
-        round_to=cfg.round_to,
-    )
+    heads = head_counts(model) if cfg.heads else {}
+    with warnings.catch_warnings():  # it names unwrapped parameters (position embeddings) once per trial
+        warnings.filterwarnings("ignore", message=".*unwrapped parameters.*")
+        warnings.filterwarnings("ignore", message=".*last non-singleton dimension.*")
+        pruner = tp.pruner.BasePruner(
+            model,
+            example,
+            importance=importance,
+            pruning_ratio=cfg.ratio,
+            ignored_layers=output_layers(model, example),
+            round_to=cfg.round_to,
+            num_heads=heads,
+            prune_num_heads=bool(heads),
+            prune_head_dims=False,
+            head_pruning_ratio=cfg.ratio if heads else 0.0,
+        )
     if isinstance(importance, tp.importance.GroupTaylorImportance):
-        if calibration is None or loss is None:
-            raise ValueError("taylor importance needs calibration data and a loss")
-        model.zero_grad()
-        seen = 0
-        for x, y in calibration.batches(64):
-            loss(model(x.float()), y).backward()
-            seen += len(x)
-            if seen >= calibration_samples:
-                break
-    pruner.step()
+        _taylor_gradients(model, calibration, loss, calibration_samples)
+    for group in pruner.step(interactive=True):
+        if not _residual_stream(group):
+            group.prune()
+    set_head_counts(model, pruner.num_heads)
     model.zero_grad(set_to_none=True)
     return model
+
+
+def _residual_stream(group) -> bool:
+    """A group that prunes a LayerNorm changes the width every transformer block adds into."""
+    return any(isinstance(dep.target.module, nn.LayerNorm) for dep, _ in group)
+
+
+def _taylor_gradients(model: nn.Module, calibration: Split | None, loss, samples: int) -> None:
+    if calibration is None or loss is None:
+        raise ValueError("taylor importance needs calibration data and a loss")
+    model.zero_grad()
+    seen = 0
+    for x, y in calibration.batches(64):
+        loss(model(x.float()), y).backward()
+        seen += len(x)
+        if seen >= samples:
+            break

@@ -2,7 +2,8 @@
 
 CPU int8 uses torch's x86 static quantization (FX graph mode: conv, linear,
 residual adds and activations all on quantized kernels, calibrated on
-training data). ``torch.ao.quantization`` is deprecated in favour of
+training data), or with ``quant.scheme=dynamic`` its dynamic quantization of
+Linear layers (the transformer path). ``torch.ao.quantization`` is deprecated in favour of
 torchao's pt2e flow, whose CPU int8 kernels only appear after
 ``torch.compile`` lowering; moving means replacing ``_x86_static_int8`` here.
 CUDA int8/int4 use torchao's weight quantizers. Widths without a fast kernel
@@ -43,17 +44,23 @@ def plan(bits: int, caps: Capabilities, precision: str, scheme: str = "auto") ->
 
 
 def _plan_cpu(bits: int, caps: Capabilities, precision: str, scheme: str) -> QuantPlan:
-    if scheme != "auto" and bits == 8:
-        raise UnsupportedError("quant.scheme", f"{scheme} runs on cuda; on cpu int8 is static (scheme=auto)")
-    if bits == 8:
-        if not caps.int8_kernel:
-            raise UnsupportedError("quant.bits", "8 needs torch's x86/fbgemm quantized engine, absent here")
-        if precision != "fp32":
-            raise UnsupportedError(
-                "precision", f"{precision} with quant.bits=8 on cpu: int8 kernels take fp32 input; use precision=fp32"
-            )
+    if bits != 8:
+        if scheme != "auto":
+            raise UnsupportedError("quant.scheme", f"{scheme} with quant.bits={bits} on cpu: only 8-bit has schemes")
+        return QuantPlan(bits, f"fake-quant-int{bits}-weights", "emulated")
+    if not caps.int8_kernel:
+        raise UnsupportedError("quant.bits", "8 needs torch's x86/fbgemm quantized engine, absent here")
+    if precision != "fp32":
+        raise UnsupportedError(
+            "precision", f"{precision} with quant.bits=8 on cpu: int8 kernels take fp32 input; use precision=fp32"
+        )
+    if scheme in ("auto", "static"):
         return QuantPlan(8, "torch-x86-static-int8", "real")
-    return QuantPlan(bits, f"fake-quant-int{bits}-weights", "emulated")
+    if scheme == "dynamic":
+        return QuantPlan(8, "torch-dynamic-int8-linear", "real")
+    raise UnsupportedError(
+        "quant.scheme", f"{scheme} on cpu with torch: allowed static, dynamic (weight_only runs on engine=openvino)"
+    )
 
 
 def _plan_cuda(bits: int, caps: Capabilities, precision: str, scheme: str) -> QuantPlan:
@@ -100,6 +107,17 @@ def _x86_static_int8(model: nn.Module, qplan: QuantPlan, calibration: torch.Tens
         return convert_fx(prepared)
 
 
+def _dynamic_int8(model: nn.Module, qplan: QuantPlan, calibration: torch.Tensor) -> nn.Module:
+    """int8 Linear weights, activations quantized per batch at run time: nothing to calibrate, and
+    LayerNorm, softmax and GELU stay in float, which is why transformers keep their accuracy."""
+    torch.backends.quantized.engine = "x86"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", UserWarning)  # torch.ao's own deprecation notice
+        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+
+
 def _torchao(model: nn.Module, qplan: QuantPlan, calibration: torch.Tensor) -> nn.Module:
     """torchao's quantize_ swaps nn.Linear weights for quantized tensors with CUDA kernels;
     convolutions stay in the float precision (recorded by the method name)."""
@@ -130,6 +148,7 @@ def _fake_quant(model: nn.Module, qplan: QuantPlan, calibration: torch.Tensor) -
 
 _METHODS = {
     "torch-x86-static-int8": _x86_static_int8,
+    "torch-dynamic-int8-linear": _dynamic_int8,
     "torchao-int8-dynamic-act-int8-weight": _torchao,
     "torchao-int4-weight-only": _torchao,
     "torchao-int8-weight-only": _torchao,

@@ -129,13 +129,26 @@ def counts(t: FrozenTrial) -> bool:
     return told(t) and bool(t.user_attrs["measured"])
 
 
+def canonical(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters that make the variant: a float model (quant.bits=32) has no quantization scheme,
+    an unpruned one no pruning criterion, so those keys do not tell two such trials apart."""
+    out = dict(params)
+    if out.get("quant.bits") == 32:
+        out.pop("quant.scheme", None)
+    if out.get("prune.ratio") == 0:
+        for key in ("prune.importance", "prune.heads", "prune.round_to"):
+            out.pop(key, None)
+    return out
+
+
 def find_previous(study: optuna.Study, params: Mapping[str, Any]) -> FrozenTrial | None:
-    """A finished trial with these params that this project told (a trial failed by the heartbeat,
-    whose worker died, carries no record and is retried instead of reused)."""
+    """A finished trial that built the same variant (:func:`canonical`) and that this project told
+    (a trial failed by the heartbeat, whose worker died, carries no record and is retried instead)."""
+    wanted = canonical(params)
     for t in study.get_trials(deepcopy=False, states=FINISHED):
         ua = t.user_attrs
         reusable = counts(t) or (told(t) and ua.get("refused") and not {"in_flight_of", "over_budget"} & set(ua))
-        if t.params == params and reusable and "reused_from" not in ua:
+        if canonical(t.params) == wanted and reusable and "reused_from" not in ua:
             return t
     return None
 
@@ -143,7 +156,7 @@ def find_previous(study: optuna.Study, params: Mapping[str, Any]) -> FrozenTrial
 def in_flight(study: optuna.Study, params: Mapping[str, Any] | None = None) -> list[FrozenTrial]:
     """Running trials (other workers'), optionally those with these params."""
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    return [t for t in running if params is None or t.params == params]
+    return [t for t in running if params is None or canonical(t.params) == canonical(params)]
 
 
 def record_external(
