@@ -1,8 +1,14 @@
-"""Peer tools against infersearch on one zoo model, same data, same machine, one run: Intel Neural
-Compressor 3.x int8 autotune, NNCF accuracy-controlled int8 on OpenVINO, ONNX Runtime static int8,
-and infersearch's own study. All are timed interleaved at batch 1 and 32 with the same thread count.
+"""Peer tools against infersearch on one zoo model, same data, same machine, one run, all timed
+interleaved at batch 1 and 32 with the same thread count, beside infersearch's own study:
+
+- a CNN: Intel Neural Compressor 3.x int8 autotune, NNCF accuracy-controlled int8 on OpenVINO,
+  ONNX Runtime static int8;
+- a transformer: the standard CPU paths for encoders: ONNX Runtime ``quantize_dynamic`` (as Hugging
+  Face optimum applies it: int8 MatMul weights, per-tensor), NNCF accuracy-controlled int8 with its
+  transformer model type on OpenVINO, torch's dynamic int8 Linear.
 
     python benchmarks/peers.py [model=digits_cnn] [study.n_trials=30] [measure.min_time_s=4]
+    python benchmarks/peers.py model=digits_transformer
 
 Run from the repository root (the baseline cache is outputs/cache). Overrides are Hydra's and go to
 the study too. Needs `pip install neural-compressor-pt` (benchmark only). Prints a table and writes
@@ -37,11 +43,13 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from infersearch.__main__ import to_config
+from infersearch.architecture import is_transformer
 from infersearch.baseline import Baseline
 from infersearch.cache import atomic_write_text
 from infersearch.config import Config
 from infersearch.device import capabilities
 from infersearch.engines.onnx_export import export_onnx
+from infersearch.engines.openvino_engine import convert
 from infersearch.measure.latency import measure_interleaved
 from infersearch.models.task import Task
 from infersearch.models.training import evaluate
@@ -121,14 +129,15 @@ def inc_peer(base: Baseline, calib: torch.Tensor) -> Contestant:
 
 
 def nncf_peer(base: Baseline, calib: torch.Tensor, threads: int) -> Contestant:
-    """NNCF post-training int8 with accuracy control (absolute max drop) on the OpenVINO model."""
+    """NNCF post-training int8 with accuracy control (absolute max drop) on the OpenVINO model; a
+    transformer with NNCF's transformer model type, as its documentation recommends."""
     import nncf
     import openvino as ov
 
     nncf.set_log_level(logging.ERROR)
     task, t0 = base.task, time.perf_counter()
-    ov_model = ov.convert_model(base.fresh(), example_input=calib[:1])
-    ov_model.reshape({0: ov.PartialShape([-1, *calib.shape[1:]])})
+    ov_model = convert(base.fresh(), calib[:2])
+    model_type = nncf.ModelType.TRANSFORMER if is_transformer(base.model) else None
     val = task.splits.val
 
     def validate(model: Any, items: Any) -> float:
@@ -145,6 +154,7 @@ def nncf_peer(base: Baseline, calib: torch.Tensor, threads: int) -> Contestant:
             max_drop=MAX_DROP / 100,
             drop_type=nncf.DropType.ABSOLUTE,
             subset_size=len(calib),
+            model_type=model_type,
         )
     config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
     compiled = ov.Core().compile_model(ov_model, "CPU", config)
@@ -205,6 +215,64 @@ def ort_peer(base: Baseline, calib: torch.Tensor, threads: int, workdir: Path) -
     )
 
 
+def ort_dynamic_peer(base: Baseline, calib: torch.Tensor, threads: int, workdir: Path) -> Contestant:
+    """ONNX Runtime quantize_dynamic on the exported fp32 model: int8 MatMul weights, per-tensor, activations
+    quantized per batch (optimum's ``AutoQuantizationConfig.avx2(is_static=False)``); no graph fusions."""
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    t0 = time.perf_counter()
+    fp32 = export_onnx(base.fresh(), calib[:1], workdir / "ortdyn.onnx")
+    int8 = workdir / "ortdyn.int8.onnx"
+    quantize_dynamic(str(fp32), str(int8), per_channel=False, weight_type=QuantType.QInt8)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(workdir / "ortdyn.optimized.onnx")
+    session = ort.InferenceSession(str(int8), options, providers=["CPUExecutionProvider"])
+    nodes = onnx.load(options.optimized_model_filepath).graph.node
+    fused = sum(n.op_type in ORT_INT8_OPS for n in nodes)
+    layers = sum(isinstance(m, torch.nn.Linear) for m in base.model.modules())
+    return Contestant(
+        "ORT quantize_dynamic",
+        lambda x: torch.from_numpy(session.run(None, {"input": x.numpy()})[0]),
+        lambda x: {"input": np.ascontiguousarray(x.numpy())},
+        lambda feed: session.run(None, feed)[0],
+        time.perf_counter() - t0,
+        f"real int8 ({fused}/{layers} linear as int8 ops)" if fused else "NONE: no int8 MatMul",
+        base.model,
+    )
+
+
+def torch_dynamic_peer(base: Baseline) -> Contestant:
+    """torch.ao's dynamic int8 quantization of every nn.Linear, eager (its documented BERT recipe)."""
+    t0 = time.perf_counter()
+    with contextlib.redirect_stderr(io.StringIO()):
+        q = torch.ao.quantization.quantize_dynamic(base.fresh().eval(), {torch.nn.Linear}, dtype=torch.qint8)
+    n = sum(type(m).__module__.startswith("torch.ao.nn.quantized.dynamic") for m in q.modules())
+    run = torch.no_grad()(q)
+    return Contestant(
+        "torch dynamic int8",
+        run,
+        lambda x: x,
+        run,
+        time.perf_counter() - t0,
+        f"real int8 ({n} dynamic Linear)",
+        base.model,
+    )
+
+
+def peers_for(base: Baseline, calib: torch.Tensor, threads: int, workdir: Path) -> list[Contestant]:
+    if is_transformer(base.model):
+        return [
+            ort_dynamic_peer(base, calib, threads, workdir),
+            nncf_peer(base, calib, threads),
+            torch_dynamic_peer(base),
+        ]
+    return [inc_peer(base, calib), nncf_peer(base, calib, threads), ort_peer(base, calib, threads, workdir)]
+
+
 def run_study(model: str, overrides: list[str], out: Path) -> tuple[list[dict], float]:
     cmd = [
         sys.executable,
@@ -240,7 +308,8 @@ def ours(member: dict, why: str, overrides: list[str], tune_s: float) -> Contest
     cfg, dcfg = compose_cfg([*overrides, *member["overrides"]])
     b = build(cfg, dcfg.model)
     p = member["params"]
-    kernels = f"{p['engine']}, {p['quant_bits']}-bit {p['precision']}, prune {p['prune_ratio']}"
+    scheme = p.get("quant_scheme", "auto")
+    kernels = f"{p['engine']}, {p['quant_bits']}-bit {scheme} {p['precision']}, prune {p['prune_ratio']}"
     info = {"trial": member["number"], "params": p, "overrides": member["overrides"], "chosen": why, "built": b}
     kernels += " (EMULATED)" if b.qplan.emulated else ""
     return Contestant("infersearch", b.runner, b.runner.prepare, b.runner.run, tune_s, kernels, b.reference, info)
@@ -304,8 +373,7 @@ def main(overrides: list[str]) -> dict:
     calib = task.splits.train.take(CALIBRATION)
     eager = Contestant("fp32 eager", fp32.runner, fp32.runner.prepare, fp32.runner.run, 0.0, "fp32", base.model)
     with tempfile.TemporaryDirectory(prefix="peers-") as tmp:
-        peers = [inc_peer(base, calib), nncf_peer(base, calib, threads)]
-        peers.append(ort_peer(base, calib, threads, Path(tmp)))
+        peers = peers_for(base, calib, threads, Path(tmp))
         members, study_s = run_study(task.name, overrides, Path(tmp) / "study")
     ours_by_trial: dict[int, Contestant] = {}
     contestants: dict[int, list[Contestant]] = {}

@@ -37,9 +37,10 @@ def _transformer_fusions(path: Path, target: Path) -> tuple[Path, dict[str, int]
     """ONNX Runtime's transformer optimizer; returns the fused graph and what it fused."""
     from onnxruntime.transformers.optimizer import optimize_model
 
-    logging.getLogger("onnxruntime.transformers").setLevel(logging.WARNING)
-    optimized = optimize_model(str(path), model_type="bert", num_heads=0, hidden_size=0)
-    optimized.save_model_to_file(str(target))
+    # its modules log under their bare names ("fusion_skiplayernorm"), one INFO line per fusion and trial
+    with _root_warnings_off():
+        optimized = optimize_model(str(path), model_type="bert", num_heads=0, hidden_size=0)
+        optimized.save_model_to_file(str(target))
     return target, {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
 
 
@@ -81,7 +82,8 @@ def _quantize_static(path: Path, workdir: Path, calibration: torch.Tensor, skip_
 
 @contextlib.contextmanager
 def _root_warnings_off() -> Iterator[None]:
-    """ONNX Runtime's quantizer logs some warnings through the root logger, once per weight and trial."""
+    """ONNX Runtime's quantizer and optimizer log through the root logger (or bare module names), once per
+    weight or fusion and trial."""
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)

@@ -34,7 +34,7 @@ def _cpu_capabilities() -> tuple[str, ...]:
     return tuple(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
 
 
-def _convert(model: nn.Module, example: torch.Tensor):
+def convert(model: nn.Module, example: torch.Tensor):
     """From an ExportedProgram with a dynamic batch (an example of two samples: one would specialise it)."""
     import openvino as ov
 
@@ -101,7 +101,7 @@ class OpenVinoEngine(Engine):
         import openvino as ov
 
         with self.step("convert"):
-            ov_model = _convert(model.float().cpu().eval(), ctx.calibration[:2])
+            ov_model = convert(model.float().cpu().eval(), ctx.calibration[:2])
         if qplan.bits == 8:
             # its progress bars would cut into the trial lines
             with self.step("quantize"), contextlib.redirect_stdout(io.StringIO()):
