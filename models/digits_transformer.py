@@ -6,6 +6,7 @@ The attention module names its parts as Hugging Face's BERT does (``query``, ``k
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from sklearn.datasets import load_digits
 from torch import nn
@@ -70,12 +71,13 @@ class DigitsTransformer(nn.Module):
         return self.classifier(self.norm(h).mean(dim=1))
 
 
-def patches(images) -> torch.Tensor:
-    """``(n, 8, 8)`` images as ``(n, 16, 4)`` sequences of 2x2 patches, row by row."""
-    x = torch.as_tensor(images, dtype=torch.float32)
+def load_patches() -> tuple[np.ndarray, np.ndarray]:
+    """The digits as ``(n, 16, 4)`` sequences of 2x2 patches, row by row, in [0, 1]; and their labels."""
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)
     n = x.shape[0]
-    x = x.reshape(n, 8 // PATCH, PATCH, 8 // PATCH, PATCH).permute(0, 1, 3, 2, 4)
-    return x.reshape(n, TOKENS, PATCH * PATCH)
+    x = x.reshape(n, 8 // PATCH, PATCH, 8 // PATCH, PATCH).transpose(0, 1, 3, 2, 4)
+    return x.reshape(n, TOKENS, PATCH * PATCH), digits.target
 
 
 def task(
@@ -93,12 +95,11 @@ def task(
         raise ValueError(
             f"digits_transformer: d_model, heads, layers, ff must be >= 1, got {d_model, heads, layers, ff}"
         )
-    digits = load_digits()
-    x = patches(digits.images / 16.0).numpy()
+    x, y = load_patches()
     return Task(
         name="digits_transformer",
         build=lambda: DigitsTransformer(d_model, heads, layers, ff),
-        splits=to_splits(split_arrays(x, digits.target, seed)),
+        splits=to_splits(split_arrays(x, y, seed)),
         loss=nn.functional.cross_entropy,
         metric=ACCURACY,
         recipe=TrainRecipe(epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay),

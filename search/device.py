@@ -36,7 +36,7 @@ class Capabilities:
             raise UnsupportedError(
                 "precision",
                 f"{precision} on cpu: {self.name} has no native {precision} instructions ({flags}), so it would "
-                f"run converted, slower than fp32; allowed here: {', '.join(self.precisions)}",
+                "run converted, slower than fp32; use precision=fp32",
             )
         if precision not in self.precisions:
             raise UnsupportedError(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import os
+import sys
+import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 
 
 class ConfigError(ValueError):
@@ -59,13 +63,35 @@ def library_message(exc: BaseException) -> str:
 
 @contextmanager
 def library_step(step: str, engine: str) -> Iterator[None]:
-    """Re-raise a library's failure inside this step as one :class:`StepFailed` line."""
+    """Re-raise a library's failure inside this step as one :class:`StepFailed` line. What the library
+    prints meanwhile (ONNX's exporter its whole graph when it fails, torch.export the failing program,
+    NNCF its progress bars and tables, ONNX Runtime one warning per session) is dropped: the trial line
+    says what happened."""
     try:
-        yield
+        with _output_dropped():
+            yield
     except (ConfigError, TrialRejected, StepFailed):
         raise
     except Exception as exc:
         raise StepFailed(step, engine, library_message(exc)) from exc
+
+
+@contextmanager
+def _output_dropped() -> Iterator[None]:
+    """stdout and stderr at the file descriptors: torch's ONNX exporter prints its graph from C++, and
+    torch.export logs the failing program through a handler bound to the original stderr."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with tempfile.TemporaryFile() as sink, redirect_stdout(io.StringIO()):
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            yield
+    finally:
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def error_line(exc: BaseException) -> str:

@@ -21,7 +21,7 @@ SINGLE = [
     ("model=nope", 1, "Could not find 'model/nope'"),
     ("prnue.ratio=0.5", 1, "Could not override 'prnue.ratio'"),
     ("engine=tensorrt", 1, "Invalid value 'tensorrt', expected one of [eager, compile, onnxruntime, openvino]"),
-    ("precision=bf16 quant.bits=8", 2, "precision: bf16 with quant.bits=8 on cpu"),
+    ("precision=bf16 quant.bits=8", 2, "precision: bf16"),  # no int8 with bf16, or no native bf16 here
     ("engine=compile quant.bits=8", 2, "engine: compile with quant.bits=8"),
     ("device=cuda", 2, "device: cuda was asked for but torch sees no CUDA device"),
     ("recover.distill=2", 2, "recover.distill: 2.0 is out of range; allowed: 0 to 1"),

@@ -5,9 +5,7 @@ hint is set explicitly and recorded (OpenVINO's own default is not fp32)."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import io
 import logging
 import warnings
 from pathlib import Path
@@ -103,8 +101,7 @@ class OpenVinoEngine(Engine):
         with self.step("convert"):
             ov_model = convert(model.float().cpu().eval(), ctx.calibration[:2])
         if qplan.bits == 8:
-            # its progress bars would cut into the trial lines
-            with self.step("quantize"), contextlib.redirect_stdout(io.StringIO()):
+            with self.step("quantize"):
                 ov_model = _nncf(ov_model, qplan, ctx.calibration, is_transformer(model))
         config = {
             "INFERENCE_PRECISION_HINT": _HINT[ctx.precision],
