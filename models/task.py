@@ -150,6 +150,8 @@ class Task:
     spec: dict = field(default_factory=dict)
     checkpoint: str | Path | None = None
     checkpoint_loader: Literal["state_dict", "build"] = "state_dict"
+    # fine-tuning after pruning, unless recover.epochs says otherwise: a transformer needs more than a CNN
+    recover_epochs: int = 8
 
     def __post_init__(self) -> None:
         if not isinstance(self.metric, Metric):  # a bare (predictions, targets) -> float: maximised, unnamed

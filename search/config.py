@@ -91,7 +91,7 @@ class PruneConfig:
 
 @dataclass
 class RecoverConfig:
-    epochs: int = 8  # fine-tuning epochs after pruning (skipped when nothing was pruned)
+    epochs: int | None = None  # fine-tuning epochs after pruning (none when nothing was pruned); None: the model's
     lr: float = 1e-3
     distill: float = 0.5  # weight of distillation from the unpruned model; 0 turns it off
     temperature: float = 4.0
@@ -222,7 +222,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError("quant.calibration_samples", "must be >= 1")
     if cfg.batch_size < 1:
         raise ConfigError("batch_size", f"{cfg.batch_size} must be a positive integer")
-    if cfg.recover.epochs < 0 or cfg.recover.lr <= 0:
+    if (cfg.recover.epochs is not None and cfg.recover.epochs < 0) or cfg.recover.lr <= 0:
         raise ConfigError("recover", "epochs must be >= 0 and lr > 0")
     if not 0.0 <= cfg.recover.distill <= 1.0:
         raise ConfigError("recover.distill", f"{cfg.recover.distill} is out of range; allowed: 0 to 1")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import torch
 from torch import nn
@@ -34,6 +34,8 @@ def pruned_model(
     a hit replays the cheap pruning to get the shapes and loads them.
     """
     task = baseline.task
+    if rcfg.epochs is None:  # the model's own default, resolved before it enters the cache key
+        rcfg = replace(rcfg, epochs=task.recover_epochs)
 
     def do_prune() -> nn.Module:
         with timed("prune"):

@@ -122,7 +122,7 @@ def test_bf16_is_refused_where_the_cpu_has_no_native_bf16(compose_model):
 
 def test_the_transformer_entry_searches_the_scheme_and_a_float_trial_ignores_it(compose_model):
     space = OmegaConf.to_container(compose_model("digits_transformer").space)
-    assert space["quant"]["scheme"] == "choice(static, dynamic, weight_only)"
+    assert space["quant"]["scheme"] == "choice(dynamic, static, weight_only)"
     assert "compile" in space["engine"]
     float_static = {"quant.bits": 32, "quant.scheme": "static", "engine": "eager"}
     assert canonical(float_static) == canonical(float_static | {"quant.scheme": "dynamic"})

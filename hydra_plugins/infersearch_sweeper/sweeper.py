@@ -18,6 +18,7 @@ from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
+from optuna.distributions import CategoricalDistribution
 from optuna.storages._heartbeat import get_heartbeat_thread  # the thread study.optimize uses
 from optuna.trial import TrialState
 
@@ -229,11 +230,20 @@ class InfersearchSweeper(Sweeper):
         """Enqueue the fast corner once per engine (search/study/warm_start.py). Several workers on a
         fresh study may all do this; a seed already queued is skipped, a duplicate is reused."""
         defaults = {k: getattr(v, "value", v) for k in dists if (v := OmegaConf.select(self.config, k)) is not None}
-        seeds = warm_start_trials(dists, defaults)
+        seeds = [self._runnable(seed, dists) for seed in warm_start_trials(dists, defaults)]
         for params in seeds:
             study.enqueue_trial(params, user_attrs={"warm_start": True}, skip_if_exists=True)
         if seeds:
             log.info("warm start: %d seed configurations queued before the sampler's own", len(seeds))
+
+    def _runnable(self, seed: dict[str, Any], dists) -> dict[str, Any]:
+        """The seed with its free categorical keys (quant.scheme when the configured one is not in the space)
+        set to the first values the device and engine accept; as it is when there are none or none pass."""
+        free = {k: d.choices for k, d in dists.items() if k not in seed and isinstance(d, CategoricalDistribution)}
+        if not free:
+            return seed
+        combos = (seed | dict(zip(free, combo)) for combo in itertools.product(*free.values()))
+        return next((params for params in combos if self.refusal(params) is None), seed)
 
     def _report_refusals(self, dists) -> None:
         """Say before the search starts which configurations this device cannot run."""
