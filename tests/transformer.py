@@ -1,5 +1,6 @@
-"""A user's small transformer encoder on the digits (8 rows of 8 pixels as a sequence): the engines'
-converters fail on it, which the error tests need."""
+"""A user's small ``nn.TransformerEncoder`` on the digits (8 rows of 8 pixels as a sequence): in eval mode
+it takes torch's fused fast path, which tracing cannot follow, and ONNX Runtime's symbolic shape inference
+asserts on its attention; both engines must take it all the same."""
 
 from __future__ import annotations
 

@@ -37,10 +37,11 @@ def convert(model: nn.Module, example: torch.Tensor):
     import openvino as ov
 
     batch = torch.export.Dim("batch", min=1, max=4096)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings():  # torch's own deprecations inside export and the copy the converter makes
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
         program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
-    return ov.convert_model(program)
+        return ov.convert_model(program)
 
 
 def _nncf(ov_model, qplan: QuantPlan, calibration: torch.Tensor, transformer: bool):
