@@ -308,8 +308,8 @@ def ours(member: dict, why: str, overrides: list[str], tune_s: float) -> Contest
     cfg, dcfg = compose_cfg([*overrides, *member["overrides"]])
     b = build(cfg, dcfg.model)
     p = member["params"]
-    scheme = p.get("quant_scheme", "auto")
-    kernels = f"{p['engine']}, {p['quant_bits']}-bit {scheme} {p['precision']}, prune {p['prune_ratio']}"
+    scheme = f" {p.get('quant_scheme', 'auto')}" if p["quant_bits"] < 32 else ""  # a float model has none
+    kernels = f"{p['engine']}, {p['quant_bits']}-bit{scheme} {p['precision']}, prune {p['prune_ratio']}"
     info = {"trial": member["number"], "params": p, "overrides": member["overrides"], "chosen": why, "built": b}
     kernels += " (EMULATED)" if b.qplan.emulated else ""
     return Contestant("infersearch", b.runner, b.runner.prepare, b.runner.run, tune_s, kernels, b.reference, info)
