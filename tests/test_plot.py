@@ -53,3 +53,15 @@ def test_points_differ_by_engine_and_by_bits_and_precision():
     labels = {t.get_text() for lg in legends for t in lg.get_texts()}
     assert {"eager", "onnxruntime", "openvino", "32-bit, fp32", "8-bit, fp32", "recommended"} <= labels
     assert plot_png(trials, trials[1:3], trials[2], st)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_int8_schemes_get_their_own_markers_and_the_front_table_names_them():
+    from infersearch.study.report import _kind_label, _style_keys, quant_text
+
+    def trial(bits: int, scheme: str) -> optuna.trial.FrozenTrial:
+        params = {"engine": "onnxruntime", "quant_bits": bits, "quant_scheme": scheme, "precision": "fp32"}
+        return optuna.trial.create_trial(values=[0.9, 1.0], user_attrs={"params": params})
+
+    kinds = {_style_keys(trial(b, s))[1] for b, s in [(8, "dynamic"), (8, "static"), (32, "dynamic"), (32, "auto")]}
+    assert sorted(_kind_label(k, False) for k in kinds) == ["32-bit, fp32", "8-bit dynamic, fp32", "8-bit static, fp32"]
+    assert quant_text({"quant_bits": 8, "quant_scheme": "auto"}) == "8"

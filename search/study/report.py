@@ -23,6 +23,12 @@ from infersearch.study.storage import directions
 PARAM_COLUMNS = ("prune_ratio", "quant_bits", "precision", "batch_size", "engine")
 
 
+def quant_text(params: dict) -> str:
+    """The bit-width, with the int8 scheme when one was chosen (``8 dynamic``); a float model has none."""
+    bits, scheme = params.get("quant_bits", 32), params.get("quant_scheme", "auto")
+    return f"{bits} {scheme}" if bits != 32 and scheme not in ("auto", None) else str(bits)
+
+
 @dataclass
 class Summary:
     n_trials: int
@@ -194,7 +200,7 @@ def front_table(summary: Summary, st: StudyConfig) -> str:
         rows.append(
             [
                 f"{t.number}{mark}",
-                *(p.get(k, "") for k in PARAM_COLUMNS),
+                *(quant_text(p) if k == "quant_bits" else p.get(k, "") for k in PARAM_COLUMNS),
                 *t.values,
                 m.get(f"{metric}_drop", ""),
                 m.get("latency_ms_p95", ""),
@@ -239,13 +245,19 @@ ENGINE_COLOURS = {"eager": "tab:blue", "compile": "tab:purple", "onnxruntime": "
 MARKERS = "osD^vPX<>ph"
 
 
-def _style_keys(t: FrozenTrial) -> tuple[str, tuple[int, str]]:
+def _style_keys(t: FrozenTrial) -> tuple[str, tuple[int, str, str]]:
     p = t.user_attrs.get("params") or {}
-    return str(p.get("engine", "?")), (int(p.get("quant_bits", 32)), str(p.get("precision", "fp32")))
+    bits = int(p.get("quant_bits", 32))
+    return str(p.get("engine", "?")), (
+        bits,
+        quant_text(p).removeprefix(str(bits)).strip(),
+        str(p.get("precision", "fp32")),
+    )
 
 
 def pareto_figure(trials, members, recommended, st: StudyConfig):
-    """The study's first objective against its last: colour by engine, marker by (bit-width, precision),
+    """The study's first objective against its last: colour by engine, marker by (bit-width and int8 scheme,
+    precision),
     infeasible faded, the feasible front joined, the recommendation starred."""
     import matplotlib
 
@@ -257,7 +269,7 @@ def pareto_figure(trials, members, recommended, st: StudyConfig):
     y_obj, x_obj = st.objectives[0], st.objectives[-1]
     shown = [t for t in trials if t.state == TrialState.COMPLETE and "reused_from" not in t.user_attrs and t.values]
     engines = sorted({_style_keys(t)[0] for t in shown})
-    kinds = sorted({_style_keys(t)[1] for t in shown}, key=lambda k: (-k[0], k[1] != "fp32", k[1]))
+    kinds = sorted({_style_keys(t)[1] for t in shown}, key=lambda k: (-k[0], k[1], k[2] != "fp32", k[2]))
     spare = iter(plt.get_cmap("tab10").colors)
     colour = {e: ENGINE_COLOURS.get(e) or next(spare) for e in engines}
     marker = {k: MARKERS[i % len(MARKERS)] for i, k in enumerate(kinds)}
@@ -304,15 +316,19 @@ def pareto_figure(trials, members, recommended, st: StudyConfig):
         first = ax.legend(handles=by_engine, title="engine", fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
         ax.add_artist(first)
         ax.legend(
-            handles=by_kind + extra, title="bits, precision", fontsize=7, loc="lower left", bbox_to_anchor=(1.01, 0)
+            handles=by_kind + extra,
+            title="bits (int8 scheme), precision",
+            fontsize=7,
+            loc="lower left",
+            bbox_to_anchor=(1.01, 0),
         )
     fig.tight_layout()
     return fig
 
 
-def _kind_label(kind: tuple[int, str], emulated: bool) -> str:
-    bits, precision = kind
-    return f"{bits}-bit, {precision}" + (" (emulated)" if emulated else "")
+def _kind_label(kind: tuple[int, str, str], emulated: bool) -> str:
+    bits, scheme, precision = kind
+    return f"{bits}-bit{' ' + scheme if scheme else ''}, {precision}" + (" (emulated)" if emulated else "")
 
 
 def plot_png(trials, members, recommended, st: StudyConfig) -> bytes:
