@@ -102,8 +102,13 @@ def cli() -> None:
     modules live under ``infersearch.``, which a project's ``models`` or ``search`` package cannot shadow."""
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    if sys.argv[1:2] == ["serve"]:
+        from infersearch.serve.cli import serve
+
+        serve(sys.argv[2:])
+        return
     main()
 
 
 if __name__ == "__main__":
-    main()
+    cli()

@@ -190,6 +190,21 @@ class TrackingConfig:
 
 
 @dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"  # loopback: expose it deliberately (0.0.0.0) behind your own network policy
+    port: int = 8000
+    model_dir: str | None = None  # an exported model; None: this study's recommendation, <output_dir>/model
+    max_batch_size: int = 32  # samples run together at most
+    max_delay_ms: float = 2.0  # how long the first request of a batch waits for others
+    workers: int = 1  # batches in flight at once, each in its own thread
+    threads: int = 0  # intra-op threads per batch; 0: the cores divided among the workers
+    queue_size: int = 256  # requests waiting at most; beyond: 503 with Retry-After
+    timeout_ms: float = 1000.0  # a request not answered by then gets 504
+    max_body_mb: float = 16.0  # larger bodies get 413
+    warmup: int = 10  # full batches run before /readyz says ready
+
+
+@dataclass
 class Config:
     model: Any = MISSING
     prune: PruneConfig = field(default_factory=PruneConfig)
@@ -207,6 +222,7 @@ class Config:
     study: StudyConfig = field(default_factory=StudyConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     space: dict[str, Any] = field(default_factory=dict)  # Hydra sweep grammar per key
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
 
 def validate(cfg: Config) -> None:
@@ -247,6 +263,11 @@ def validate(cfg: Config) -> None:
         raise ConfigError("measure", "warmup >= 0, min_repeats >= 1, rounds >= 1, min_time_s >= 0, threads >= 0")
     if m.max_state < 1 or m.max_wait_s < 0:
         raise ConfigError("measure", f"max_state must be >= 1 and max_wait_s >= 0, got {m.max_state}, {m.max_wait_s}")
+    sv = cfg.serve
+    if sv.max_batch_size < 1 or sv.workers < 1 or sv.queue_size < 1 or sv.threads < 0:
+        raise ConfigError("serve", "max_batch_size, workers and queue_size must be >= 1, threads >= 0")
+    if sv.max_delay_ms < 0 or sv.timeout_ms <= 0 or sv.max_body_mb <= 0 or not 0 < sv.port < 65536:
+        raise ConfigError("serve", "max_delay_ms >= 0, timeout_ms > 0, max_body_mb > 0, port in 1..65535")
     if m.anchor and not m.baseline:
         raise ConfigError("measure.anchor", "needs measure.baseline=true (a ratio to the baseline timed alongside)")
 

@@ -144,3 +144,19 @@ def test_hugging_face_bert_prunes_quantizes_and_exports_to_a_file_that_reloads_e
     x = b.task.splits.val.take(32)
     reloaded = session.run(None, {"input": x.numpy()})[0]
     np.testing.assert_array_equal(reloaded, b.runner(x).numpy())
+
+
+def test_zoo_transformer_exported_by_openvino_reloads_to_equal_outputs(compose_model, tmp_path):
+    import openvino as ov
+
+    cfg = compose_model("digits_transformer", "engine=openvino", "quant.bits=8", "quant.scheme=weight_only")
+    b = build(to_config(cfg), cfg.model)
+    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    trial = create_trial(
+        values=[1.0], user_attrs={"config": config, "params": {}, "metrics": {}, "env": {"engine": b.runner.settings}}
+    )
+    out = export_trial(trial, tmp_path)
+    hint = b.runner.settings["precision_hint"]
+    compiled = ov.Core().compile_model(str(out / "model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": hint})
+    x = b.task.splits.val.take(32)
+    np.testing.assert_allclose(compiled(x.numpy())[0], b.runner(x).numpy(), rtol=1e-5, atol=1e-6)

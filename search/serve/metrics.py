@@ -1,0 +1,56 @@
+"""Prometheus metrics of the service, in seconds, with one bucket exactly at the latency SLO: request
+duration, queue time and compute time apart (as Triton splits them) and a batch-size histogram."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+# 0.1 ms to about 2 s, roughly three per decade
+BASE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+def latency_buckets(slo_s: float | None) -> tuple[float, ...]:
+    """The base buckets plus one at the SLO, so ``le="<slo>"`` counts exactly the requests that met it."""
+    buckets = set(BASE_BUCKETS) | ({round(slo_s, 9)} if slo_s else set())
+    return tuple(sorted(buckets))
+
+
+def batch_buckets(max_batch: int) -> tuple[float, ...]:
+    sizes, n = [], 1
+    while n < max_batch:
+        sizes.append(n)
+        n *= 2
+    return (*sizes, max_batch)
+
+
+@dataclass
+class ServeMetrics:
+    registry: CollectorRegistry
+    request: Histogram
+    queue: Histogram
+    compute: Histogram
+    batch: Histogram
+    requests: Counter
+    in_flight: Gauge
+    model: Info
+
+
+def make_metrics(slo_s: float | None, max_batch: int) -> ServeMetrics:
+    reg = CollectorRegistry()
+    lat = latency_buckets(slo_s)
+    return ServeMetrics(
+        registry=reg,
+        request=Histogram(
+            "infersearch_request_duration_seconds", "Time from request read to answer", registry=reg, buckets=lat
+        ),
+        queue=Histogram("infersearch_queue_seconds", "Time a request waited for its batch", registry=reg, buckets=lat),
+        compute=Histogram("infersearch_compute_seconds", "Model time of one batch", registry=reg, buckets=lat),
+        batch=Histogram(
+            "infersearch_batch_size", "Samples per executed batch", registry=reg, buckets=batch_buckets(max_batch)
+        ),
+        requests=Counter("infersearch_requests", "Requests by HTTP status code", ["code"], registry=reg),
+        in_flight=Gauge("infersearch_in_flight_requests", "Requests being served now", registry=reg),
+        model=Info("infersearch_model", "The served study, trial, configuration and artifact", registry=reg),
+    )
