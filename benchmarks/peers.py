@@ -174,10 +174,22 @@ def nncf_peer(base: Baseline, calib: torch.Tensor, threads: int) -> Contestant:
     )
 
 
-def ort_peer(base: Baseline, calib: torch.Tensor, threads: int, workdir: Path) -> Contestant:
-    """ONNX Runtime quantize_static, QDQ, per-channel, calibrated on training data; unpruned fp32 model."""
+def int8_session(path: Path, threads: int):
+    """An ONNX Runtime session over an int8 model, and how many int8 ops its optimized graph holds."""
     import onnx
     import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(path.with_suffix(".optimized.onnx"))  # to count the fused int8 ops
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    nodes = onnx.load(options.optimized_model_filepath).graph.node
+    return session, sum(n.op_type in ORT_INT8_OPS for n in nodes)
+
+
+def ort_peer(base: Baseline, calib: torch.Tensor, threads: int, workdir: Path) -> Contestant:
+    """ONNX Runtime quantize_static, QDQ, per-channel, calibrated on training data; unpruned fp32 model."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -196,13 +208,7 @@ def ort_peer(base: Baseline, calib: torch.Tensor, threads: int, workdir: Path) -
         str(workdir / "ort.prep.onnx"), str(int8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
     )  # fmt: skip
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.optimized_model_filepath = str(workdir / "ort.optimized.onnx")  # to check the fused int8 ops
-    session = ort.InferenceSession(str(int8), options, providers=["CPUExecutionProvider"])
-    nodes = onnx.load(options.optimized_model_filepath).graph.node
-    fused = sum(n.op_type in ORT_INT8_OPS for n in nodes)
+    session, fused = int8_session(int8, threads)
     layers = sum(isinstance(m, torch.nn.Conv2d | torch.nn.Linear) for m in base.model.modules())
     return Contestant(
         "ORT quantize_static",
@@ -218,21 +224,13 @@ def ort_peer(base: Baseline, calib: torch.Tensor, threads: int, workdir: Path) -
 def ort_dynamic_peer(base: Baseline, calib: torch.Tensor, threads: int, workdir: Path) -> Contestant:
     """ONNX Runtime quantize_dynamic on the exported fp32 model: int8 MatMul weights, per-tensor, activations
     quantized per batch (optimum's ``AutoQuantizationConfig.avx2(is_static=False)``); no graph fusions."""
-    import onnx
-    import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     t0 = time.perf_counter()
     fp32 = export_onnx(base.fresh(), calib[:1], workdir / "ortdyn.onnx")
     int8 = workdir / "ortdyn.int8.onnx"
     quantize_dynamic(str(fp32), str(int8), per_channel=False, weight_type=QuantType.QInt8)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.optimized_model_filepath = str(workdir / "ortdyn.optimized.onnx")
-    session = ort.InferenceSession(str(int8), options, providers=["CPUExecutionProvider"])
-    nodes = onnx.load(options.optimized_model_filepath).graph.node
-    fused = sum(n.op_type in ORT_INT8_OPS for n in nodes)
+    session, fused = int8_session(int8, threads)
     layers = sum(isinstance(m, torch.nn.Linear) for m in base.model.modules())
     return Contestant(
         "ORT quantize_dynamic",

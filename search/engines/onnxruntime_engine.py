@@ -132,7 +132,8 @@ class OnnxRuntimeEngine(Engine):
         # its INFO lines ("Performing symbolic shape inference...") would print once per trial
         logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
         fused: dict[str, int] = {}
-        if is_transformer(model) and qplan.method != "onnxruntime-quantize_static-qdq-int8":
+        transformer = is_transformer(model)
+        if transformer and qplan.method != "onnxruntime-quantize_static-qdq-int8":
             with self.step("optimize"):  # QDQ calibration cannot read the fused contrib ops: static skips it
                 path, fused = _transformer_fusions(path, ctx.workdir / "model.opt.onnx")
         if qplan.method == "onnxruntime-quantize_dynamic-int8":
@@ -140,7 +141,7 @@ class OnnxRuntimeEngine(Engine):
                 path = _quantize_dynamic(path, ctx.workdir / "model.int8.onnx")
         elif qplan.bits == 8:
             with self.step("quantize"):
-                path = _quantize_static(path, ctx.workdir, ctx.calibration, skip_symbolic=is_transformer(model))
+                path = _quantize_static(path, ctx.workdir, ctx.calibration, skip_symbolic=transformer)
         options = ort.SessionOptions()
         options.intra_op_num_threads = ctx.threads
         options.inter_op_num_threads = 1

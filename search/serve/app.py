@@ -100,6 +100,4 @@ def create_app(cfg: ServeConfig, model_dir: Path, slo_ms: float | None, threads:
         Route("/readyz", readyz),
         Route("/metrics", prometheus),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.model = model
-    return app
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -16,8 +16,6 @@ from omegaconf import open_dict
 from infersearch.config import validate
 from infersearch.errors import ConfigError
 
-log = logging.getLogger("infersearch.serve")
-
 
 def serve(overrides: list[str]) -> None:
     import uvicorn
