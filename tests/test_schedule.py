@@ -28,7 +28,7 @@ def test_every_trial_failing_exits_3(tmp_path, cache_dir):
     assert len(load(out, "allfail").trials) == 2  # recorded, study intact
 
 
-# An engine made slower on purpose: every ONNX Runtime call does its work five times (a bad release). Not a
+# An engine made slower on purpose: every ONNX Runtime call does its work twenty times (a bad release). Not a
 # sleep: idle cores between calls slow the baseline's next rounds, and the machine-state gate rightly refuses them.
 SLOW_ORT = """
 import onnxruntime
@@ -37,7 +37,7 @@ _run = onnxruntime.InferenceSession.run
 
 
 def run(self, *args, **kwargs):
-    for _ in range(4):
+    for _ in range(19):
         _run(self, *args, **kwargs)
     return _run(self, *args, **kwargs)
 
