@@ -102,10 +102,10 @@ def cli() -> None:
     modules live under ``infersearch.``, which a project's ``models`` or ``search`` package cannot shadow."""
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    if sys.argv[1:2] == ["serve"]:
-        from infersearch.serve.cli import serve
+    if sys.argv[1:2] and sys.argv[1] in ("serve", "alerts", "serve-tune"):
+        from infersearch.serve import cli as commands
 
-        serve(sys.argv[2:])
+        commands.main(sys.argv[1], sys.argv[2:])
         return
     main()
 

@@ -178,6 +178,9 @@ class StudyConfig:
     # Exit 5 when this run's recommendation is worse than the previous run's by more than this many times
     # the measured noise: the combined per-round spread of the two figures (search/study/regression.py).
     regression_margin: float = 3.0
+    # each scheduled run writes infersearch_<name>.prom here, for node_exporter's textfile collector
+    # (last exit status, the recommendation's latency and metric, when); null: no file
+    textfile_dir: str | None = "${study.output_dir}"
 
 
 @dataclass
@@ -202,6 +205,39 @@ class ServeConfig:
     timeout_ms: float = 1000.0  # a request not answered by then gets 504
     max_body_mb: float = 16.0  # larger bodies get 413
     warmup: int = 10  # full batches run before /readyz says ready
+    access_log: bool = False  # uvicorn's line per request; /metrics counts them without the cost
+    # the service's latency SLO (ms, one request end to end): the alerts' bound and a metrics bucket;
+    # null: study.latency_slo_ms if set, else derived (search/serve/settings.py)
+    slo_ms: float | None = None
+
+
+@dataclass
+class TuneConfig:
+    """``infersearch serve-tune``: serving settings measured under load on loopback (search/serve/tune.py)."""
+
+    rate: float | None = None  # target requests/s; null: half the saturation of the first setting
+    max_batch_size: list[int] = field(default_factory=lambda: [8, 32])
+    max_delay_ms: list[float] = field(default_factory=lambda: [1.0, 4.0])
+    workers: list[int] = field(default_factory=lambda: [1, 2])
+    threads: list[int] = field(default_factory=lambda: [0])
+    duration_s: float = 3.0  # seconds of load at each rate
+    loads: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0])  # offered rates, as shares of the target
+    port: int = 8765  # where each candidate is served while measured (loopback)
+
+
+@dataclass
+class AlertsConfig:
+    """``infersearch alerts``: a Prometheus rules file derived from the study (search/serve/alerts.py)."""
+
+    out: str = "${study.output_dir}/alerts.yml"
+    selector: str = ""  # label matchers for the service's series, e.g. job="infersearch"
+    window: str = "5m"  # rate window of the latency and error rules
+    pending: str = "2m"  # how long a condition holds before it fires (the rule's `for`)
+    objective: float = 0.99  # share of requests within the SLO that the burn-rate alert protects
+    burn_rate: float = 14.4  # 2% of a 30-day error budget in one hour (the SRE workbook's fast burn)
+    burn_windows: list[str] = field(default_factory=lambda: ["1h", "5m"])  # long and short: both must burn
+    max_error_ratio: float = 0.01  # share of 5xx answers above which the error alert fires
+    stale_after_h: float | None = 26.0  # no scheduled run finished this long: alert; null: no such rule
 
 
 @dataclass
@@ -223,6 +259,8 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     space: dict[str, Any] = field(default_factory=dict)  # Hydra sweep grammar per key
     serve: ServeConfig = field(default_factory=ServeConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
 
 def validate(cfg: Config) -> None:
@@ -268,8 +306,23 @@ def validate(cfg: Config) -> None:
         raise ConfigError("serve", "max_batch_size, workers and queue_size must be >= 1, threads >= 0")
     if sv.max_delay_ms < 0 or sv.timeout_ms <= 0 or sv.max_body_mb <= 0 or not 0 < sv.port < 65536:
         raise ConfigError("serve", "max_delay_ms >= 0, timeout_ms > 0, max_body_mb > 0, port in 1..65535")
+    if sv.slo_ms is not None and sv.slo_ms <= 0:
+        raise ConfigError("serve.slo_ms", "must be > 0 ms or null")
+    _validate_tune(cfg.tune)
+    al = cfg.alerts
+    if not 0 < al.objective < 1 or al.burn_rate <= 0 or not 0 < al.max_error_ratio < 1 or len(al.burn_windows) != 2:
+        raise ConfigError("alerts", "objective and max_error_ratio in (0, 1), burn_rate > 0, two burn_windows")
     if m.anchor and not m.baseline:
         raise ConfigError("measure.anchor", "needs measure.baseline=true (a ratio to the baseline timed alongside)")
+
+
+def _validate_tune(tu: TuneConfig) -> None:
+    grids = {"max_batch_size": tu.max_batch_size, "max_delay_ms": tu.max_delay_ms, "workers": tu.workers}
+    for key, values in {**grids, "threads": tu.threads, "loads": tu.loads}.items():
+        if not values or min(values) < (1 if key in ("max_batch_size", "workers") else 0):
+            raise ConfigError(f"tune.{key}", f"{list(values)}: needs at least one value, none negative")
+    if (tu.rate is not None and tu.rate <= 0) or tu.duration_s <= 0 or max(tu.loads) <= 0:
+        raise ConfigError("tune", "rate > 0 or null, duration_s > 0, loads with a value > 0")
 
 
 def with_metric(st: StudyConfig, name: str, direction: str) -> StudyConfig:

@@ -193,6 +193,24 @@ class Tracker:
             run.log_artifact(artifact)
         run.finish()
 
+    def log_serving(self, doc: dict[str, Any]) -> None:
+        self._safely("the serve-tune run", self._log_serving, doc)
+        self.pause()
+
+    def _log_serving(self, doc: dict[str, Any]) -> None:
+        """serve-tune's table, and p99 against the offered rate, one line per setting."""
+        import wandb
+
+        run = self._init(name=f"{self.st.name}-serve-tune", job_type="serve-tune", config={"study": self.st.name})
+        curves = doc["curves"]
+        keys = [" ".join(f"{k}={v}" for k, v in c["setting"].items()) for c in curves]
+        xs = [[point["offered_rps"] for point in c["loads"]] for c in curves]
+        ys = [[point["server_p99_ms"] for point in c["loads"]] for c in curves]
+        chart = wandb.plot.line_series(xs, ys, keys, title="p99 latency (served) against load", xname="requests/s")
+        run.log({"serving": _table(doc["results"]), "p99_vs_load": chart})
+        run.summary.update({"pick": doc["pick"], "slo_ms": doc["slo_ms"], "target_rps": doc["target_rps"]})
+        run.finish()
+
 
 def _table(rows: list[dict[str, Any]]):
     import wandb

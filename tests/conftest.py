@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -61,3 +62,26 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, cache_dir) -> tuple[Path, Any, Any]:
+    """A tiny CNN exported through ONNX Runtime, some validation inputs (numpy) and the runner's outputs
+    for them: what the serving and alerting tests serve."""
+    from omegaconf import OmegaConf
+    from optuna.trial import create_trial
+
+    from infersearch.__main__ import to_config
+    from infersearch.study.export import export_trial
+    from infersearch.trial import build
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[*TINY, f"cache_dir={cache_dir}", "study.name=served", "engine=onnxruntime"])
+    b = build(to_config(cfg), cfg.model)
+    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    trial = create_trial(
+        values=[1.0], user_attrs={"config": config, "params": {"engine": "onnxruntime"}, "env": {"engine": {}}}
+    )
+    out = export_trial(trial, tmp_path_factory.mktemp("export"))
+    x = b.task.splits.val.take(5)
+    return out, x.numpy(), b.runner(x).numpy()

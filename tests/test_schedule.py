@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import optuna
 
+from infersearch.config import AlertsConfig
+from infersearch.serve.alerts import rules as alert_rules
+from infersearch.serve.alerts import write_rules
 from tests.conftest import run_cli
+from tests.prom import rules_test
 from tests.test_study import load, sweep, sweep_args
 
 FAST = ["engine=eager", "precision=fp32", "quant.bits=32", "batch_size=choice(1,4)", "prune.ratio=0.0"]
@@ -55,6 +59,8 @@ def test_a_slower_engine_exits_5_and_a_changed_rule_is_reported_and_compared_und
     assert proc.returncode == 0, proc.stderr[-2000:]
     (first,) = load(out, "sched").user_attrs["recommendations"]
     assert first["settings"]["rule"] == "fastest" and first["spread"] >= 0
+    ok_textfile = (out / "infersearch_sched.prom").read_text()
+    assert 'infersearch_sweep_last_exit_status{study="sched"} 0.0' in ok_textfile
     proc, _ = sweep(tmp_path, cache_dir, "sched", "study.n_trials=2", *ORT, "study.recommend=most_accurate",
                     "study.max_drop=0.05")  # fmt: skip
     text = proc.stdout + proc.stderr
@@ -76,6 +82,23 @@ def test_a_slower_engine_exits_5_and_a_changed_rule_is_reported_and_compared_und
         len(stored) == 3
         and stored[-1]["values"]["latency_ms_per_sample"] > 2 * first["values"]["latency_ms_per_sample"]
     )
+    regressed = (out / "infersearch_sched.prom").read_text()
+    assert 'infersearch_sweep_last_exit_status{study="sched"} 5.0' in regressed
+    latency = stored[-1]["values"]["latency_ms_per_sample"] / 1000
+    assert f'infersearch_sweep_recommended_latency_seconds_per_sample{{study="sched"}} {latency!r}' in regressed
+    _regression_alert_fires_on(regressed, ok_textfile, tmp_path)
+
+
+def _regression_alert_fires_on(regressed: str, ok: str, folder) -> None:
+    """promtool evaluates the alert rules on the series of each textfile: exit 5 pages, exit 0 does not."""
+    rules = write_rules(folder / "alerts.yml", AlertsConfig(), "sched", 10.0)
+    (rule,) = [r for g in alert_rules(AlertsConfig(), "sched", 10.0)["groups"] for r in g["rules"]
+               if r["alert"] == "InfersearchSweepRegressed"]  # fmt: skip
+    expected = [{"exp_labels": rule["labels"], "exp_annotations": rule["annotations"]}]
+    fired = rules_test(rules, regressed, "InfersearchSweepRegressed", expected)
+    assert fired.returncode == 0, fired.stdout + fired.stderr
+    quiet = rules_test(rules, ok, "InfersearchSweepRegressed", [])
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
 
 
 def test_an_unchanged_study_topped_up_five_times_never_exits_5(tmp_path, cache_dir):

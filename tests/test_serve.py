@@ -8,69 +8,11 @@ import asyncio
 import io
 import json
 import signal
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 import numpy as np
-import pytest
-from omegaconf import OmegaConf
-from optuna.trial import create_trial
 
-from infersearch.__main__ import to_config
-from infersearch.study.export import export_trial
-from infersearch.trial import build
-from tests.conftest import ROOT
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory, cache_dir) -> tuple[Path, np.ndarray, np.ndarray]:
-    """A tiny CNN exported through ONNX Runtime, some validation inputs and the runner's outputs for them."""
-    from hydra import compose, initialize_config_dir
-
-    from tests.conftest import CONF, TINY
-
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[*TINY, f"cache_dir={cache_dir}", "study.name=served", "engine=onnxruntime"])
-    b = build(to_config(cfg), cfg.model)
-    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    trial = create_trial(
-        values=[1.0], user_attrs={"config": config, "params": {"engine": "onnxruntime"}, "env": {"engine": {}}}
-    )
-    out = export_trial(trial, tmp_path_factory.mktemp("export"))
-    x = b.task.splits.val.take(5)
-    return out, x.numpy(), b.runner(x).numpy()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(model_dir: Path, port: int, *extra: str) -> subprocess.Popen:
-    args = [f"serve.model_dir={model_dir}", f"serve.port={port}", "serve.warmup=2", *extra]
-    return subprocess.Popen(
-        [sys.executable, "-m", "infersearch", "serve", *args], cwd=ROOT, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-
-
-def wait_ready(client: httpx.Client, proc: subprocess.Popen, limit_s: float = 60) -> None:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stdout.read()
-        try:
-            if client.get("/readyz").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("the server was not ready within the limit")
-
+from tests.served import free_port, start, wait_ready
 
 BAD = [
     ("not json", "application/json", 400, "not valid JSON"),

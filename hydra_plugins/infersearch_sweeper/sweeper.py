@@ -43,6 +43,7 @@ from infersearch.study.record import (
 from infersearch.study.report import summary_text, write_report
 from infersearch.study.space import build_space, grid, grid_size, override_line
 from infersearch.study.storage import directions, open_study, storage_url
+from infersearch.study.textfile import write_sweep_metrics
 from infersearch.study.warm_start import warm_start_trials
 from infersearch.tracking import Tracker
 from infersearch.trial import check
@@ -116,7 +117,8 @@ class InfersearchSweeper(Sweeper):
         self.launcher = None
         self.tracker: Tracker | None = None
         self.job_idx = 0
-        self.started = (time.monotonic(), 0)  # when this sweep began, and the measured trials then
+        self.began = time.monotonic()  # the whole run, for the textfile's duration
+        self.started = (self.began, 0)  # when this sweep's trials began, and the measured trials then
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
@@ -130,11 +132,26 @@ class InfersearchSweeper(Sweeper):
             outcome = self._sweep(arguments)
         except ConfigError as exc:
             log.error("%s", exc)
+            self._textfile(Outcome(2, str(exc)))
             sys.exit(2)
+        self._textfile(outcome)
         if outcome.code != EXIT_OK:
             log.error("exit status %d: %s", outcome.code, outcome.message)
             sys.exit(outcome.code)
         return outcome
+
+    def _textfile(self, outcome: Outcome) -> None:
+        """The run's exit status for Prometheus (search/study/textfile.py); a failure to write it is said,
+        never the run's failure."""
+        st = self.config.study
+        try:
+            if st.textfile_dir is None:
+                return
+            took = time.monotonic() - self.began
+            path = write_sweep_metrics(Path(st.textfile_dir), st.name, outcome.code, took, outcome.recommendation)
+            log.info("exit status %d written for Prometheus to %s", outcome.code, path)
+        except Exception as exc:  # noqa: BLE001 - e.g. an unresolvable study.name or a read-only folder
+            log.warning("could not write the textfile-collector file: %s: %s", type(exc).__name__, exc)
 
     def _sweep(self, arguments: list[str]) -> Outcome:
         assert self.config is not None and self.launcher is not None

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -17,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from infersearch.config import ServeConfig
-from infersearch.serve import artifact
+from infersearch.serve.artifact import Artifact
 from infersearch.serve.batcher import Batcher, QueueFull
 from infersearch.serve.inputs import BadRequest, parse
 from infersearch.serve.metrics import make_metrics
@@ -25,9 +24,9 @@ from infersearch.serve.metrics import make_metrics
 log = logging.getLogger("infersearch.serve")
 
 
-def create_app(cfg: ServeConfig, model_dir: Path, slo_ms: float | None, threads: int) -> Starlette:
+def create_app(cfg: ServeConfig, model: Artifact, slo_ms: float | None) -> Starlette:
+    """``model`` is loaded before the port opens: a bad artifact never serves."""
     metrics = make_metrics(slo_ms / 1000 if slo_ms else None, cfg.max_batch_size)
-    model = artifact.load(model_dir, threads)  # before the port opens: a bad artifact never serves
     state = {"ready": False}
     batcher = Batcher(model.predict, metrics, cfg.max_batch_size, cfg.max_delay_ms / 1000, cfg.workers, cfg.queue_size)
     params = model.manifest.get("params") or {}

@@ -56,12 +56,15 @@ def read_manifest(model_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def load(model_dir: Path, threads: int) -> Artifact:
-    manifest = read_manifest(model_dir)
-    loader = _LOADERS[manifest["format"]]
-    predict = loader(model_dir, manifest, threads)
-    digest = hashlib.sha256("".join(sorted(manifest["files"].values())).encode()).hexdigest()
-    return Artifact(manifest, predict, digest)
+def digest(manifest: dict[str, Any]) -> str:
+    return hashlib.sha256("".join(sorted(manifest["files"].values())).encode()).hexdigest()
+
+
+def load(model_dir: Path, threads: int, manifest: dict[str, Any] | None = None) -> Artifact:
+    """``manifest``: one already checked by :func:`read_manifest` (its files are not hashed again)."""
+    manifest = manifest or read_manifest(model_dir)
+    predict = _LOADERS[manifest["format"]](model_dir, manifest, threads)
+    return Artifact(manifest, predict, digest(manifest))
 
 
 def _onnx(model_dir: Path, manifest: dict, threads: int):
@@ -70,6 +73,8 @@ def _onnx(model_dir: Path, manifest: dict, threads: int):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # no busy-waiting between runs: a spinning pool takes the cores the event loop needs to answer
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"])
     return lambda x: session.run(None, {"input": x})[0]
 

@@ -11,9 +11,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 BASE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 
 
+def slo_bucket(slo_s: float) -> float:
+    """The bucket bound at the SLO, as the alert rules name it (``le="<slo>"``)."""
+    return round(slo_s, 9)
+
+
 def latency_buckets(slo_s: float | None) -> tuple[float, ...]:
     """The base buckets plus one at the SLO, so ``le="<slo>"`` counts exactly the requests that met it."""
-    buckets = set(BASE_BUCKETS) | ({round(slo_s, 9)} if slo_s else set())
+    buckets = set(BASE_BUCKETS) | ({slo_bucket(slo_s)} if slo_s else set())
     return tuple(sorted(buckets))
 
 

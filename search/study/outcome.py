@@ -27,6 +27,7 @@ EXIT_OK, EXIT_ALL_FAILED, EXIT_NO_FEASIBLE, EXIT_REGRESSED = 0, 3, 4, 5
 class Outcome:
     code: int
     message: str
+    recommendation: dict | None = None  # this run's entry of the study's ``recommendations``
 
 
 def check_model(study: optuna.Study, key: str, st: StudyConfig) -> None:
@@ -64,7 +65,7 @@ def conclude(study: optuna.Study, summary, st: StudyConfig) -> Outcome:
     }
     study.set_user_attr("recommendations", [*history, entry][-50:])
     if not history:
-        return Outcome(EXIT_OK, f"recommended trial {rec.number}")
+        return Outcome(EXIT_OK, f"recommended trial {rec.number}", entry)
     previous = history[-1]
     trials = study.get_trials(deepcopy=False)
     p = previous.get("trial")
@@ -73,7 +74,7 @@ def conclude(study: optuna.Study, summary, st: StudyConfig) -> Outcome:
     for note in v.notes:
         log.warning("%s", note)
     if v.regressed:
-        return Outcome(EXIT_REGRESSED, f"the recommendation got worse than the previous run's: {v.message}")
+        return Outcome(EXIT_REGRESSED, f"the recommendation got worse than the previous run's: {v.message}", entry)
     if v.message:
         log.info("against the previous run's recommendation: %s", v.message)
-    return Outcome(EXIT_OK, f"recommended trial {rec.number}")
+    return Outcome(EXIT_OK, f"recommended trial {rec.number}", entry)

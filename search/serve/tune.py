@@ -1,0 +1,194 @@
+"""``infersearch serve-tune``: the serving settings (``max_batch_size``, ``max_delay_ms``, ``workers``,
+intra-op ``threads``) measured under load on loopback, each candidate served by a real server in its
+own process. Each candidate is driven closed loop (its saturation throughput) and open loop at shares of
+the target rate (its latency against load); the pick is the highest saturation throughput whose p99 at
+the target rate meets the SLO with no errors. The result goes beside the export (serving.json, which
+``infersearch serve`` then uses), into the study (user attribute ``serving``) and to W&B."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import itertools
+import json
+import logging
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from infersearch.cache import atomic_write_text
+from infersearch.config import Config, TuneConfig
+from infersearch.errors import ConfigError
+from infersearch.report_table import table
+from infersearch.serve.artifact import digest
+from infersearch.serve.load import LoadResult, ServerSide, offer, request_body, saturate, scrape_durations
+from infersearch.serve.metrics import slo_bucket
+from infersearch.serve.settings import TUNED, tuned_path
+
+log = logging.getLogger("infersearch.serve")
+READY_LIMIT_S = 120.0
+
+
+@dataclass
+class Measured:
+    setting: dict[str, Any]
+    target_rps: float
+    saturation: LoadResult
+    curve: list[LoadResult]  # open loop at each share of the target rate, in tune.loads order
+    server: list[ServerSide]  # the service's own histogram over each of those loads
+
+    def _target(self, loads: list[float]) -> int:
+        return min(range(len(loads)), key=lambda i: abs(loads[i] - 1.0))
+
+    def meets(self, loads: list[float], slo_ms: float) -> bool:
+        """At the target rate: no errors, the rate kept up, and 99% answered within the SLO as the
+        service's histogram (what the alerts read) counts them, at its bucket exactly at the SLO."""
+        i = self._target(loads)
+        t, srv = self.curve[i], self.server[i]
+        return (
+            t.errors == 0 and t.throughput_rps >= 0.95 * t.offered_rps and srv.within(slo_bucket(slo_ms / 1e3)) >= 0.99
+        )
+
+    def row(self, loads: list[float], slo_ms: float) -> dict[str, Any]:
+        i = self._target(loads)
+        t, srv = self.curve[i], self.server[i]
+        return {
+            **self.setting,
+            "saturation_rps": round(self.saturation.throughput_rps, 1),
+            "target_rps": round(self.target_rps, 1),
+            "server_p99_ms": round(srv.quantile_ms(0.99), 3),
+            "within_slo": round(srv.within(slo_bucket(slo_ms / 1e3)), 4),
+            "client_p50_ms": round(t.quantile_ms(0.5), 3),
+            "client_p99_ms": round(t.quantile_ms(0.99), 3),
+            "errors": t.errors,
+            "meets_slo": self.meets(loads, slo_ms),
+        }
+
+
+def settings_grid(tu: TuneConfig) -> list[dict[str, Any]]:
+    values = (tu.max_batch_size, tu.max_delay_ms, tu.workers, tu.threads)
+    return [dict(zip(TUNED, combo)) for combo in itertools.product(*values)]
+
+
+@contextlib.contextmanager
+def served(overrides: list[str], setting: dict[str, Any], port: int) -> Iterator[str]:
+    """A real ``infersearch serve`` with this setting on loopback, until the block ends (SIGTERM)."""
+    args = [*overrides, *(f"serve.{k}={v}" for k, v in setting.items()), f"serve.port={port}", "serve.host=127.0.0.1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infersearch", "serve", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + READY_LIMIT_S
+        while not _ready(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                out = proc.communicate(timeout=5)[0] if proc.poll() is not None else "not ready in time"
+                raise ConfigError("serve-tune", f"the server for {setting} did not start: {out.strip()[-400:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def measure(url: str, body: bytes, setting: dict[str, Any], rate: float | None, tu: TuneConfig) -> Measured:
+    clients = max(8, 2 * int(setting["max_batch_size"]))
+    sat = saturate(url, body, clients, tu.duration_s)
+    target = rate or 0.5 * sat.throughput_rps  # no rate given: half of what the first candidate sustains
+    curve, server = [], []
+    for i, share in enumerate(tu.loads):
+        before = scrape_durations(url)
+        curve.append(offer(url, body, share * target, tu.duration_s, seed=i))
+        server.append(ServerSide.between(before, scrape_durations(url)))
+    return Measured(setting, target, sat, curve, server)
+
+
+def tune(cfg: Config, overrides: list[str]) -> dict[str, Any]:
+    from infersearch.serve.cli import service
+
+    s = service(cfg, overrides)
+    tu = cfg.tune
+    body = request_body(tuple(int(d) for d in s.manifest["input"]["shape"][1:]))
+    fixed = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~").startswith(("serve.", "tune."))]
+    fixed += [f"serve.model_dir={s.model_dir.resolve()}", f"serve.slo_ms={s.slo_ms}"]  # the SLO's bucket
+    rate, results = tu.rate, []
+    for setting in settings_grid(tu):
+        with served(fixed, setting, tu.port) as url:
+            m = measure(url, body, setting, rate, tu)
+        rate = m.target_rps
+        results.append(m)
+        log.info("serve-tune %s: %s", setting, m.row(tu.loads, s.slo_ms))
+    return _conclude(cfg, s, results, rate)
+
+
+def _conclude(cfg: Config, s, results: list[Measured], rate: float) -> dict[str, Any]:
+    tu = cfg.tune
+    rows = [m.row(tu.loads, s.slo_ms) for m in results]
+    ok = [(r, m) for r, m in zip(rows, results) if r["meets_slo"]]
+    best = max(ok, key=lambda rm: (rm[0]["saturation_rps"], -rm[0]["server_p99_ms"]))[1] if ok else None
+    doc = {
+        "time": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "artifact_sha256": digest(s.manifest),
+        "trial": s.manifest.get("trial"),
+        "slo_ms": s.slo_ms,
+        "target_rps": rate,
+        "machine": platform.processor() or platform.machine(),
+        "pick": best.setting if best else None,
+        "results": rows,
+        "curves": [
+            {
+                "setting": m.setting,
+                "loads": [
+                    {**c.summary(), "server_p99_ms": round(v.quantile_ms(0.99), 3)} for c, v in zip(m.curve, m.server)
+                ],
+            }
+            for m in results
+        ],
+    }
+    print(table(list(rows[0]), [list(r.values()) for r in rows]))
+    if best is None:
+        print(
+            f"no setting met the SLO of {s.slo_ms:g} ms ({s.slo_source}) at {rate:.0f} requests/s: nothing stored, "
+            "serve keeps its configured settings; give the latency your users need (serve.slo_ms) or a lower tune.rate"
+        )
+        return doc
+    path = tuned_path(s.model_dir)
+    atomic_write_text(path, json.dumps(doc, indent=2))
+    _store_in_study(cfg, doc)
+    from infersearch.tracking import Tracker
+
+    Tracker(cfg.tracking, cfg.study).log_serving(doc)
+    pick = " ".join(f"serve.{k}={v}" for k, v in best.setting.items())
+    print(f"picked {pick} (highest saturation with p99 within {s.slo_ms:g} ms at {rate:.0f} requests/s)")
+    print(f"written to {path}; infersearch serve uses it for this artifact unless told otherwise")
+    return doc
+
+
+def _store_in_study(cfg: Config, doc: dict[str, Any]) -> None:
+    import optuna
+
+    from infersearch.study.storage import storage_url
+
+    try:
+        study = optuna.load_study(study_name=cfg.study.name, storage=storage_url(cfg.study))
+    except KeyError:
+        log.info("no study %r in %s: the result is kept in serving.json only", cfg.study.name, cfg.study.storage)
+        return
+    study.set_user_attr("serving", doc)

@@ -1,0 +1,59 @@
+"""infersearch serve-tune for real: each candidate setting served by a real server on loopback and
+driven by the load generator; the pick stored beside the export, in the study and in W&B (read back
+from what wandb wrote offline), then used by ``infersearch serve`` unless given on the command line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import httpx
+import optuna
+
+from tests.conftest import run_cli
+from tests.served import free_port, start, wait_ready
+from tests.wandb_files import read_runs
+
+
+def test_serve_tune_measures_each_setting_stores_the_pick_and_serve_uses_it(exported, tmp_path):
+    model_dir = tmp_path / "model"  # a copy: the pick lands beside it, not beside the shared export
+    shutil.copytree(exported[0], model_dir)
+    optuna.create_study(study_name="served", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    proc = run_cli(
+        "serve-tune", f"serve.model_dir={model_dir}", "study.name=served", f"study.output_dir={tmp_path}",
+        "serve.slo_ms=500", "tune.rate=20", "tune.duration_s=0.5", "tune.loads=[0.5,1.0]",
+        "tune.max_batch_size=[4,16]", "tune.max_delay_ms=[1]", "tune.workers=[1]", "tune.threads=[1]",
+        f"tune.port={free_port()}", timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    doc = json.loads((tmp_path / "serving.json").read_text())
+    assert [r["max_batch_size"] for r in doc["results"]] == [4, 16]
+    for r in doc["results"]:
+        assert r["saturation_rps"] > 20 and r["errors"] == 0 and r["server_p99_ms"] > 0
+        assert r["within_slo"] == 1.0 and r["meets_slo"]
+    best = max(doc["results"], key=lambda r: r["saturation_rps"])
+    assert doc["pick"] == {k: best[k] for k in ("max_batch_size", "max_delay_ms", "workers", "threads")}
+    assert "picked serve.max_batch_size=" in proc.stdout and "HTTP Request" not in proc.stderr
+    stored = optuna.load_study(study_name="served", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert stored.user_attrs["serving"]["pick"] == doc["pick"]
+    (run,) = [r for r in read_runs(tmp_path / "wandb") if r.job_type == "serve-tune"]
+    assert run.summary["pick"] == doc["pick"] and run.summary["serving/nrows"] == 2
+    tables = {f.name.split("_0_")[0]: json.loads(f.read_text()) for f in run.files if f.name.endswith(".table.json")}
+    assert [row[tables["serving"]["columns"].index("max_batch_size")] for row in tables["serving"]["data"]] == [4, 16]
+    assert len(tables["p99_vs_load_table"]["data"]) == 4  # two loads for each of two settings
+
+    port = free_port()
+    server = start(model_dir, port, "serve.threads=1")  # threads given: only the other settings come from the pick
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            wait_ready(client, server)
+            metrics = client.get("/metrics").text
+    finally:
+        server.terminate()
+        out = server.communicate(timeout=40)[0]
+    pick = doc["pick"]
+    assert (
+        f"serving settings from serve-tune ({tmp_path / 'serving.json'}): max_batch_size={pick['max_batch_size']}"
+        in out
+    )
+    assert f'infersearch_batch_size_bucket{{le="{float(pick["max_batch_size"])}"}}' in metrics  # the largest batch
