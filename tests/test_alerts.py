@@ -31,6 +31,9 @@ def test_infersearch_alerts_writes_rules_that_promtool_accepts(exported, tmp_pat
     assert '{job="infersearch",le="0.025"}' in rules["InfersearchSLOBurnRate"]["expr"]
     assert "histogram_quantile(0.99" in rules["InfersearchLatencyP99OverSLO"]["expr"]
     assert rules["InfersearchSweepRegressed"]["expr"] == 'infersearch_sweep_last_exit_status{study="served"} == 5'
+    own = run_cli("alerts", "--config-dir", "tests/conf", "model=awkward", f"serve.model_dir={model_dir}",
+                  f"alerts.out={tmp_path / 'own.yml'}")  # fmt: skip
+    assert own.returncode == 0 and "alert rules for study 'awkward'" in own.stdout, own.stderr[-2000:]
     bad = run_cli("alerts", f"serve.model_dir={model_dir}", "alerts.objective=1.5")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "alerts: objective" in bad.stderr
 
