@@ -64,13 +64,14 @@ class Service:
     slo_source: str
 
 
-def service(cfg: Config, overrides: list[str]) -> Service:
+def service(cfg: Config, overrides: list[str], tuned: bool = True) -> Service:
+    """``tuned``: take serve-tune's pick for this artifact (search/serve/settings.py)."""
     from infersearch.serve.artifact import digest, read_manifest
     from infersearch.serve.settings import slo_ms, with_tuned
 
     model_dir = model_dir_of(cfg)
     manifest = read_manifest(model_dir)
-    sv = with_tuned(cfg.serve, model_dir, digest(manifest), overrides)
+    sv = with_tuned(cfg.serve, model_dir, digest(manifest), overrides) if tuned else cfg.serve
     slo, source = slo_ms(replace(cfg, serve=sv), manifest)
     return Service(model_dir, manifest, sv, slo, source)
 

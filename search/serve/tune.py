@@ -12,7 +12,7 @@ import datetime as dt
 import itertools
 import json
 import logging
-import platform
+import os
 import subprocess
 import sys
 import time
@@ -24,6 +24,7 @@ import httpx
 
 from infersearch.cache import atomic_write_text
 from infersearch.config import Config, TuneConfig
+from infersearch.device import capabilities
 from infersearch.errors import ConfigError
 from infersearch.report_table import table
 from infersearch.serve.artifact import digest
@@ -33,6 +34,7 @@ from infersearch.serve.settings import TUNED, tuned_path
 
 log = logging.getLogger("infersearch.serve")
 READY_LIMIT_S = 120.0
+TIE = 0.05  # saturations this close to the best are equal: the lower p99 decides
 
 
 @dataclass
@@ -110,6 +112,7 @@ def _ready(url: str) -> bool:
 
 def measure(url: str, body: bytes, setting: dict[str, Any], rate: float | None, tu: TuneConfig) -> Measured:
     clients = max(8, 2 * int(setting["max_batch_size"]))
+    saturate(url, body, clients, min(1.0, tu.duration_s / 2))  # connections opened, caches warm: not counted
     sat = saturate(url, body, clients, tu.duration_s)
     target = rate or 0.5 * sat.throughput_rps  # no rate given: half of what the first candidate sustains
     curve, server = [], []
@@ -123,33 +126,60 @@ def measure(url: str, body: bytes, setting: dict[str, Any], rate: float | None, 
 def tune(cfg: Config, overrides: list[str]) -> dict[str, Any]:
     from infersearch.serve.cli import service
 
-    s = service(cfg, overrides)
+    s = service(cfg, overrides, tuned=False)  # what an earlier serve-tune picked does not bias this one
     tu = cfg.tune
     body = request_body(tuple(int(d) for d in s.manifest["input"]["shape"][1:]))
     fixed = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~").startswith(("serve.", "tune."))]
     fixed += [f"serve.model_dir={s.model_dir.resolve()}", f"serve.slo_ms={s.slo_ms}"]  # the SLO's bucket
-    rate, results = tu.rate, []
-    for setting in settings_grid(tu):
+    rate, results, grid = tu.rate, [], settings_grid(tu)
+    target = f"{rate:g} requests/s" if rate else "half the first setting's saturation"
+    log.info(
+        "serve-tune: %d settings of %s (trial %s), SLO %g ms (%s), target %s, %gs per load",
+        *(len(grid), s.model_dir, s.manifest.get("trial"), s.slo_ms, s.slo_source, target, tu.duration_s),
+    )
+    for i, setting in enumerate(grid, 1):
         with served(fixed, setting, tu.port) as url:
             m = measure(url, body, setting, rate, tu)
         rate = m.target_rps
         results.append(m)
-        log.info("serve-tune %s: %s", setting, m.row(tu.loads, s.slo_ms))
+        log.info("serve-tune %d/%d %s", i, len(grid), _line(m.row(tu.loads, s.slo_ms)))
     return _conclude(cfg, s, results, rate)
+
+
+def _line(r: dict[str, Any]) -> str:
+    setting = " ".join(f"{k}={r[k]}" for k in TUNED)
+    verdict = "meets the SLO" if r["meets_slo"] else "misses the SLO"
+    return (
+        f"{setting}: saturation {r['saturation_rps']:.0f} req/s; at {r['target_rps']:.0f} req/s server p99 "
+        f"{r['server_p99_ms']:.2f} ms, {100 * r['within_slo']:.1f}% within the SLO, client p50/p99 "
+        f"{r['client_p50_ms']:.2f}/{r['client_p99_ms']:.2f} ms, {r['errors']} errors: {verdict}"
+    )
+
+
+def pick(rows: list[dict[str, Any]]) -> int | None:
+    """The row to serve with: among those meeting the SLO, the highest saturation, where saturations
+    within ``TIE`` of the best count as equal (one short closed-loop run each: closer is noise) and the
+    lowest server p99 at the target rate decides."""
+    ok = [i for i, r in enumerate(rows) if r["meets_slo"]]
+    if not ok:
+        return None
+    top = max(rows[i]["saturation_rps"] for i in ok)
+    near = [i for i in ok if rows[i]["saturation_rps"] >= (1 - TIE) * top]
+    return min(near, key=lambda i: rows[i]["server_p99_ms"])
 
 
 def _conclude(cfg: Config, s, results: list[Measured], rate: float) -> dict[str, Any]:
     tu = cfg.tune
     rows = [m.row(tu.loads, s.slo_ms) for m in results]
-    ok = [(r, m) for r, m in zip(rows, results) if r["meets_slo"]]
-    best = max(ok, key=lambda rm: (rm[0]["saturation_rps"], -rm[0]["server_p99_ms"]))[1] if ok else None
+    chosen = pick(rows)
+    best = None if chosen is None else results[chosen]
     doc = {
         "time": dt.datetime.now(dt.timezone.utc).isoformat(),
         "artifact_sha256": digest(s.manifest),
         "trial": s.manifest.get("trial"),
         "slo_ms": s.slo_ms,
         "target_rps": rate,
-        "machine": platform.processor() or platform.machine(),
+        "machine": {"cpu": capabilities("cpu").name, "cores": os.cpu_count()},
         "pick": best.setting if best else None,
         "results": rows,
         "curves": [
@@ -175,8 +205,9 @@ def _conclude(cfg: Config, s, results: list[Measured], rate: float) -> dict[str,
     from infersearch.tracking import Tracker
 
     Tracker(cfg.tracking, cfg.study).log_serving(doc)
-    pick = " ".join(f"serve.{k}={v}" for k, v in best.setting.items())
-    print(f"picked {pick} (highest saturation with p99 within {s.slo_ms:g} ms at {rate:.0f} requests/s)")
+    chosen_args = " ".join(f"serve.{k}={v}" for k, v in best.setting.items())
+    print(f"picked {chosen_args} (highest saturation, within {100 * TIE:g}%, then lowest p99; 99% within "
+          f"{s.slo_ms:g} ms at {rate:.0f} requests/s)")  # fmt: skip
     print(f"written to {path}; infersearch serve uses it for this artifact unless told otherwise")
     return doc
 
