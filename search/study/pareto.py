@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna._hypervolume import compute_hypervolume
 from optuna.trial import FrozenTrial, TrialState
 
 from infersearch.config import Rule
+from infersearch.optuna_compat import hypervolume as hypervolume_of
 
 
 def front(study: optuna.Study) -> list[FrozenTrial]:
@@ -69,7 +69,7 @@ def hypervolume(values: Sequence[Sequence[float]], directions: Sequence[str], re
     inside = losses[np.all(losses < ref, axis=1)]
     if len(inside) == 0:
         return 0.0
-    return float(compute_hypervolume(inside, ref))
+    return hypervolume_of(inside, ref)
 
 
 def _hv_scale(losses: np.ndarray, directions: Sequence[str], reference: Sequence[float]) -> np.ndarray:

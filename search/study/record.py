@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from infersearch.config import StudyConfig, allowed_drop
 from infersearch.errors import ConfigError, TrialRejected, error_line
+from infersearch.optuna_compat import contains
 from infersearch.study.pareto import complete_values, feasible, hypervolume, is_finite, reference_point
 from infersearch.study.storage import directions
 
@@ -183,7 +184,7 @@ def record_external(
             internal = dist.to_internal_repr(value)
         except (ValueError, TypeError):
             continue
-        if dist._contains(internal):
+        if contains(dist, internal):
             params[key], used[key] = value, dist
     record = success_record(study, result, st, overrides) if exc is None else failure_record(exc, overrides)
     uid = uuid.uuid4().hex

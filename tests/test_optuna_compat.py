@@ -1,0 +1,34 @@
+"""The private Optuna APIs behind search/optuna_compat.py still do what infersearch needs: on an Optuna
+release that changes one, the test named after it fails."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from infersearch.optuna_compat import contains, heartbeat, hypervolume
+
+
+def test_heartbeat_thread_runs_for_a_trial_asked_outside_optimize(tmp_path):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=1, grace_period=2)
+    study = optuna.create_study(storage=storage)
+    trial = study.ask()
+    before = {t.name for t in threading.enumerate()}
+    with heartbeat(trial, study):
+        assert len({t.name for t in threading.enumerate()} - before) == 1  # Optuna's own heartbeat thread
+    study.tell(trial, 1.0)
+
+
+def test_hypervolume_is_exact():
+    points = np.array([[1.0, 3.0], [2.0, 2.0], [3.0, 1.0]])
+    assert hypervolume(points, np.array([4.0, 4.0])) == 6.0  # 3 + 2 + 1 unit columns
+
+
+def test_distributions_tell_a_value_inside_from_one_outside():
+    assert contains(IntDistribution(1, 4, step=1), 3.0) and not contains(IntDistribution(1, 4), 5.0)
+    assert contains(FloatDistribution(0.0, 0.9), 0.5) and not contains(FloatDistribution(0.0, 1.0, step=0.25), 0.3)
+    dist = CategoricalDistribution(["eager", "onnxruntime"])
+    assert contains(dist, dist.to_internal_repr("onnxruntime")) and not contains(dist, 2.0)
