@@ -3,7 +3,9 @@
 - ``optuna.storages._heartbeat.get_heartbeat_thread`` with ``Trial._trial_id`` and ``Study._storage``:
   the heartbeat thread ``study.optimize`` runs, needed here because trials run as Hydra jobs outside it;
 - ``optuna._hypervolume.compute_hypervolume``: the exact hypervolume (optuna's own, fast in 2-D and 3-D);
-- ``BaseDistribution._contains``: whether a stored value lies in a distribution (ranges, steps, choices).
+- ``BaseDistribution._contains``: whether a stored value lies in a distribution (ranges, steps, choices);
+- ``Trial._suggest``: a parameter from a distribution object (the sweep grammar's), not a suggest_* call;
+- ``optuna.storages._heartbeat.is_heartbeat_enabled`` on ``Study._storage``: whether it runs heartbeats.
 
 tests/test_optuna_compat.py exercises each, so an Optuna release that changes one fails there by name."""
 
@@ -19,6 +21,7 @@ from optuna.distributions import BaseDistribution
 try:
     from optuna._hypervolume import compute_hypervolume as _hypervolume
     from optuna.storages._heartbeat import get_heartbeat_thread as _heartbeat_thread
+    from optuna.storages._heartbeat import is_heartbeat_enabled as _heartbeat_enabled
 except ImportError as exc:  # pragma: no cover - only on an Optuna that moved them
     raise ImportError(
         f"optuna {optuna.__version__} moved a private API infersearch uses (search/optuna_compat.py): {exc}"
@@ -28,6 +31,14 @@ except ImportError as exc:  # pragma: no cover - only on an Optuna that moved th
 def heartbeat(trial: optuna.trial.Trial, study: optuna.Study) -> contextlib.AbstractContextManager[Any]:
     """Optuna's heartbeat thread for ``trial`` while the block runs (a no-op without a heartbeat storage)."""
     return _heartbeat_thread(trial._trial_id, study._storage)
+
+
+def heartbeat_enabled(study: optuna.Study) -> bool:
+    return bool(_heartbeat_enabled(study._storage))
+
+
+def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
+    return trial._suggest(name, dist)
 
 
 def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:

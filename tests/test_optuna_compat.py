@@ -9,7 +9,7 @@ import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from infersearch.optuna_compat import contains, heartbeat, hypervolume
+from infersearch.optuna_compat import contains, heartbeat, heartbeat_enabled, hypervolume, suggest
 
 
 def test_heartbeat_thread_runs_for_a_trial_asked_outside_optimize(tmp_path):
@@ -32,3 +32,15 @@ def test_distributions_tell_a_value_inside_from_one_outside():
     assert contains(FloatDistribution(0.0, 0.9), 0.5) and not contains(FloatDistribution(0.0, 1.0, step=0.25), 0.3)
     dist = CategoricalDistribution(["eager", "onnxruntime"])
     assert contains(dist, dist.to_internal_repr("onnxruntime")) and not contains(dist, 2.0)
+
+
+def test_heartbeat_enabled_tells_storages_apart(tmp_path):
+    beating = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'b.db'}", heartbeat_interval=1)
+    assert heartbeat_enabled(optuna.create_study(storage=beating))
+    assert not heartbeat_enabled(optuna.create_study(storage=f"sqlite:///{tmp_path / 'p.db'}"))
+    assert not heartbeat_enabled(optuna.create_study())
+
+
+def test_suggest_takes_a_distribution_object():
+    trial = optuna.create_study().ask()
+    assert suggest(trial, "k", IntDistribution(1, 3)) in (1, 2, 3) and "k" in trial.params

@@ -1,0 +1,156 @@
+"""``hydra/sweeper=optuna5`` on Hydra apps that know nothing of infersearch (tests/toy_app): the cases
+of hydra-optuna-sweeper's own test suite, on Optuna 5. Every app runs with a ``torch`` that raises when
+imported, so the generic sweeper is shown to need neither torch nor infersearch's search code."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from hydra_plugins.infersearch_sweeper._optuna5 import distribution, search_space
+from tests.conftest import ROOT
+
+APP = ROOT / "tests" / "toy_app"
+
+
+def run_app(tmp_path: Path, script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    poison = tmp_path / "poison" / "torch"
+    poison.mkdir(parents=True, exist_ok=True)
+    (poison / "__init__.py").write_text("raise RuntimeError('torch was imported')\n")
+    env = {**os.environ, "PYTHONPATH": str(poison.parent)}
+    flags = [a for a in args if a.startswith("--")]  # argparse's options before the overrides
+    overrides = [f"hydra.sweep.dir={tmp_path / 'sweep'}", *(a for a in args if not a.startswith("--"))]
+    proc = subprocess.run(
+        [sys.executable, str(APP / script), "--multirun", *flags, *overrides],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def results(tmp_path: Path):
+    return OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml")
+
+
+# hydra-optuna-sweeper's grammar table, read as Hydra reads its grammar: range() excludes its stop (the
+# old plugin's IntDistribution(1, 3) for range(1,3) offered 3, which Hydra's own grid sweep never runs)
+GRAMMAR = [
+    ("key=choice(1,2)", CategoricalDistribution([1, 2])),
+    ("key=choice(true, false)", CategoricalDistribution([True, False])),
+    ("key=choice('hello', 'world')", CategoricalDistribution(["hello", "world"])),
+    ("key=shuffle(range(1,3))", CategoricalDistribution((1, 2))),
+    ("key=range(1,3)", IntDistribution(1, 2)),
+    ("key=range(1,10,step=3)", IntDistribution(1, 7, step=3)),
+    ("key=interval(1, 5)", FloatDistribution(1, 5)),
+    ("key=int(interval(1, 5))", IntDistribution(1, 5)),
+    ("key=tag(log, interval(1, 5))", FloatDistribution(1, 5, log=True)),
+    ("key=tag(log, int(interval(1, 5)))", IntDistribution(1, 5, log=True)),
+    ("key=range(0.5, 5.5, step=1)", FloatDistribution(0.5, 4.5, step=1)),
+]
+
+
+@pytest.mark.parametrize("line, expected", GRAMMAR)
+def test_sweep_grammar_becomes_the_optuna_distribution(line, expected):
+    actual = distribution(OverridesParser.create().parse_overrides([line])[0])
+    if isinstance(expected, CategoricalDistribution):
+        assert isinstance(actual, CategoricalDistribution) and set(actual.choices) == set(expected.choices)
+    else:
+        assert actual == expected
+
+
+@pytest.mark.parametrize(
+    "arguments, expected",
+    [
+        (["key=choice(1,2)"], ({"key": CategoricalDistribution([1, 2])}, {}, [])),
+        (["key=5"], ({}, {"key": "5"}, [])),
+        (["key1=choice(1,2)", "key2=5"], ({"key1": CategoricalDistribution([1, 2])}, {"key2": "5"}, [])),
+        (["k=choice(1,2)", "k=3"], ({}, {"k": "3"}, [])),  # the command line fixes a key the config sweeps
+        (["~z"], ({}, {}, ["~z"])),
+        (["~z=10"], ({}, {}, ["~z=10"])),
+    ],
+)
+def test_fixed_values_and_deletions_pass_through(arguments, expected):
+    assert search_space(arguments) == expected
+
+
+@pytest.mark.parametrize("with_commandline", [True, False])
+def test_the_sphere_example_with_seeded_tpe(tmp_path, with_commandline):
+    storage = f"sqlite:///{tmp_path / 'sphere.db'}"
+    extra = ["x=choice(0, 1, 2)", "y=0"] if with_commandline else []
+    run_app(tmp_path, "sphere.py", f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=sphere", "~z", *extra)
+    returned = results(tmp_path)
+    best = optuna.load_study(study_name="sphere", storage=storage).best_trial
+    assert returned.name == "optuna" and returned.best_params["x"] == best.params["x"]
+    assert returned.best_value == best.value
+    if with_commandline:
+        assert "y" not in returned.best_params and best.user_attrs["y"] == "0"
+    else:
+        assert returned.best_params["y"] == best.params["y"]
+    assert returned.best_value <= 2.27  # the old plugin's bound: the 95th percentile over 1,000 seeds
+
+
+@pytest.mark.parametrize("n_trials", [10, 1])
+def test_the_grid_sampler_covers_the_grid(tmp_path, n_trials):
+    run_app(tmp_path, "sphere.py", "--config-name=grid", f"hydra.sweeper.n_trials={n_trials}")
+    returned = results(tmp_path)
+    bx, by, bz = (returned.best_params[k] for k in "xyz")
+    if n_trials >= 8:  # x: 2 values, y: -1.0 and 0.0, z: 2 values
+        assert returned.best_value == 1 and abs(bx) == 1 and by == 0
+    else:
+        assert bx in (-1, 1) and by in (-1, 0)
+    assert bz in ("foo", "bar")
+
+
+def _dominates(a, b) -> bool:
+    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("with_commandline", [True, False])
+def test_the_multi_objective_example(tmp_path, with_commandline):
+    extra = ["x=range(0, 5)", "y=range(0, 3)"] if with_commandline else []
+    run_app(tmp_path, "multi_objective.py", "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=123", *extra)
+    solutions = results(tmp_path).solutions
+    assert solutions
+    for s in solutions:
+        steps = {0} if with_commandline else {0, 0.5}
+        assert s.params.x % 1 in steps and s.params.y % 1 in steps
+        assert not any(_dominates(o["values"], s["values"]) for o in solutions)
+
+
+def test_the_custom_search_space_example(tmp_path):
+    run_app(tmp_path, "custom_space.py", "hydra/sweeper/sampler=random", "max_z_difference_from_x=0.3")
+    best = results(tmp_path).best_params
+    assert abs(best.x - best.z) <= 0.3 and 0 <= best["+w"] <= 1
+
+
+@pytest.mark.parametrize("max_failure_rate", [0.5, 1.0])
+def test_the_failure_rate(tmp_path, max_failure_rate):
+    proc = run_app(tmp_path, "sphere.py", "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2",
+                   "hydra/sweeper/sampler=random", f"hydra.sweeper.max_failure_rate={max_failure_rate}", "error=true",
+                   check=False)  # fmt: skip
+    if max_failure_rate < 1.0:
+        assert proc.returncode != 0 and "RuntimeError: cfg.error is True" in proc.stderr
+    else:
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr  # tolerated: one line per trial
+        assert "trial 5 failed: RuntimeError: cfg.error is True" in proc.stdout  # Hydra logs to stdout
+        assert results(tmp_path).best_value is None
+
+
+def test_a_dict_of_named_metrics_optimises_the_ones_named(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'named.db'}"
+    run_app(tmp_path, "named.py", f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=named")
+    study = optuna.load_study(study_name="named", storage=storage)
+    assert study.metric_names == ["loss", "width"] and len(study.trials) == 8
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert results(tmp_path).metric_names == ["loss", "width"]
+    bad = run_app(tmp_path, "named.py", "hydra.sweeper.direction=minimize", check=False)
+    assert bad.returncode != 0 and "name the metrics to optimise in hydra.sweeper.direction" in bad.stdout
