@@ -5,7 +5,7 @@ combinations are checked in :func:`validate` with one-line errors."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -14,14 +14,14 @@ from omegaconf import MISSING
 from infersearch.errors import ConfigError
 
 
-class Precision(Enum):
+class Precision(StrEnum):
     fp32 = "fp32"  # true fp32: TF32 is switched off explicitly on CUDA
     bf16 = "bf16"
     fp16 = "fp16"
     tf32 = "tf32"  # fp32 tensors, TF32 tensor-core matmuls and convolutions (CUDA, Ampere and newer)
 
 
-class QuantScheme(Enum):
+class QuantScheme(StrEnum):
     auto = "auto"  # the engine's own default: CPU static int8; CUDA int8 dynamic activations, int4 weight-only
     static = "static"  # int8 weights and activations, activation ranges calibrated ahead (CPU engines)
     # int8 weights, activation ranges found per batch at run time: torch and ONNX Runtime on Linear/MatMul
@@ -32,38 +32,38 @@ class QuantScheme(Enum):
     float8 = "float8"  # CUDA float8 (e4m3) dynamic activations x weights, where the GPU has fp8 (sm_89+)
 
 
-class DeviceChoice(Enum):
+class DeviceChoice(StrEnum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
 
 
-class EngineName(Enum):
+class EngineName(StrEnum):
     eager = "eager"
     compile = "compile"
     onnxruntime = "onnxruntime"
     openvino = "openvino"
 
 
-class TrackingMode(Enum):
+class TrackingMode(StrEnum):
     offline = "offline"  # written under dir, synced later with `wandb sync`
     online = "online"  # falls back to offline, with one warning, when there is no key or no network
     disabled = "disabled"
 
 
-class Importance(Enum):
+class Importance(StrEnum):
     l2 = "l2"
     l1 = "l1"
     taylor = "taylor"
     random = "random"
 
 
-class Direction(Enum):
+class Direction(StrEnum):
     maximize = "maximize"
     minimize = "minimize"
 
 
-class SamplerName(Enum):
+class SamplerName(StrEnum):
     tpe = "tpe"
     nsga2 = "nsga2"
     gp = "gp"
@@ -71,7 +71,7 @@ class SamplerName(Enum):
     grid = "grid"
 
 
-class Rule(Enum):
+class Rule(StrEnum):
     fastest = "fastest"  # lowest value of the last objective among feasible front members
     knee = "knee"  # the front member closest to the ideal point, objectives scaled to [0, 1]
     most_accurate = "most_accurate"  # best value of the first objective among feasible front members
@@ -128,7 +128,7 @@ class MeasureConfig:
     max_wait_s: float = 30.0
 
 
-class DropKind(Enum):
+class DropKind(StrEnum):
     absolute = "absolute"  # in the metric's own units (0.01 = one accuracy point)
     relative = "relative"  # a share of the baseline's value (0.01 = 1% of it)
 
@@ -336,7 +336,7 @@ def allowed_drop(st: StudyConfig, baseline: float) -> float | None:
     """``study.max_drop`` in the metric's units, for the baseline's value (None: no constraint)."""
     if st.max_drop is None:
         return None
-    return st.max_drop * abs(baseline) if getattr(st.drop, "value", st.drop) == "relative" else st.max_drop
+    return st.max_drop * abs(baseline) if st.drop == "relative" else st.max_drop
 
 
 def register() -> None:

@@ -28,10 +28,6 @@ log = logging.getLogger(__name__)
 _warned: set[str] = set()
 
 
-def _value(x: Any) -> Any:
-    return getattr(x, "value", x)
-
-
 def _has_key(host: str) -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True
@@ -51,7 +47,7 @@ def _reachable(host: str, port: int, timeout: float = 2.0) -> bool:
 
 def resolve_mode(cfg: TrackingConfig) -> str:
     """``online`` without a key or a network becomes ``offline`` with one warning, quickly."""
-    mode = _value(cfg.mode)
+    mode = str(cfg.mode)  # a plain str for wandb.init
     if mode != "online":
         return mode
     url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))

@@ -50,19 +50,15 @@ class TrialResult:
         return asdict(self)
 
 
-def _value(x: Any) -> Any:
-    return getattr(x, "value", x)
-
-
 def params_of(cfg: Config) -> dict[str, Any]:
     return {
         "prune_ratio": cfg.prune.ratio,
-        "prune_importance": _value(cfg.prune.importance),
+        "prune_importance": cfg.prune.importance,
         "quant_bits": cfg.quant.bits,
-        "quant_scheme": _value(cfg.quant.scheme),
-        "precision": _value(cfg.precision),
+        "quant_scheme": cfg.quant.scheme,
+        "precision": cfg.precision,
         "batch_size": cfg.batch_size,
-        "engine": _value(cfg.engine),
+        "engine": cfg.engine,
     }
 
 
@@ -91,12 +87,12 @@ class _Stopwatch:
 def check(cfg: Config) -> tuple[str, Any, Any]:
     """Everything that can be refused before work starts: ranges, device, engine, precision, bit-width."""
     validate(cfg)
-    device = resolve(_value(cfg.device))
+    device = resolve(cfg.device)
     caps = capabilities(device)
-    precision = _value(cfg.precision)
+    precision = cfg.precision
     caps.check_precision(precision)
-    engine = get_engine(_value(cfg.engine), mode=cfg.compile.mode)
-    return device, engine, engine.plan(cfg.quant.bits, caps, precision, _value(cfg.quant.scheme))
+    engine = get_engine(cfg.engine, mode=cfg.compile.mode)
+    return device, engine, engine.plan(cfg.quant.bits, caps, precision, cfg.quant.scheme)
 
 
 @dataclass
@@ -142,7 +138,7 @@ def reject_early(runner: Runner, base: Baseline, cfg: Config) -> None:
 def build(cfg: Config, model_cfg: Any, sw: _Stopwatch | None = None, early: bool = False) -> Built:
     """prune -> recover -> engine (export, quantize, precision), then accuracy and agreement."""
     device, engine, qplan = check(cfg)
-    set_tf32(device, _value(cfg.precision))
+    set_tf32(device, cfg.precision)
     threads = threads_for(cfg)
     torch.set_num_threads(threads)
     cache = TensorCache(cfg.cache_dir)
@@ -158,7 +154,7 @@ def build(cfg: Config, model_cfg: Any, sw: _Stopwatch | None = None, early: bool
     workdir = tempfile.TemporaryDirectory(prefix="infersearch-")
     with sw("engine"):
         calibration = task.splits.calib.take(cfg.quant.calibration_samples)
-        ctx = BuildContext(device, _value(cfg.precision), threads, calibration, Path(workdir.name))
+        ctx = BuildContext(device, cfg.precision, threads, calibration, Path(workdir.name))
         runner = engine.build(model, qplan, ctx)
     with sw("evaluate"):
         if early and cfg.study.early_rejection:
@@ -188,7 +184,7 @@ def evaluate_trial(cfg: Config, model_cfg: Any, early: bool = False) -> TrialRes
     sw = _Stopwatch()
     b = build(cfg, model_cfg, sw, early)
     runner, base = b.runner, b.base
-    device = resolve(_value(cfg.device))
+    device = resolve(cfg.device)
     caps = capabilities(device)
     before, after = b.footprints
     val, test = b.quality
@@ -247,7 +243,7 @@ def evaluate_trial(cfg: Config, model_cfg: Any, early: bool = False) -> TrialRes
         "macs": before.macs,
     }
     baseline.update(baseline_latency)
-    precision = _value(cfg.precision)
+    precision = cfg.precision
     env = {
         "device": device,
         "device_name": caps.name,

@@ -16,10 +16,6 @@ from infersearch.passes.prune import prune
 from infersearch.passes.recover import recover
 
 
-def _plain(cfg) -> dict:
-    return {k: getattr(v, "value", v) for k, v in asdict(cfg).items()}
-
-
 def pruned_model(
     baseline: Baseline,
     pcfg: PruneConfig,
@@ -44,7 +40,7 @@ def pruned_model(
 
     if pcfg.ratio <= 0:
         return baseline.fresh(), True, []
-    key = content_hash({"baseline": baseline.key, "prune": _plain(pcfg), "recover": _plain(rcfg), "seed": seed})
+    key = content_hash({"baseline": baseline.key, "prune": asdict(pcfg), "recover": asdict(rcfg), "seed": seed})
     built: dict[str, nn.Module] = {}
 
     def build() -> dict:

@@ -248,7 +248,7 @@ class InfersearchSweeperImpl:
     def _warm_start(self, study, dists) -> None:
         """Enqueue the fast corner once per engine (search/study/warm_start.py). Several workers on a
         fresh study may all do this; a seed already queued is skipped, a duplicate is reused."""
-        defaults = {k: getattr(v, "value", v) for k in dists if (v := OmegaConf.select(self.config, k)) is not None}
+        defaults = {k: v for k in dists if (v := OmegaConf.select(self.config, k)) is not None}
         seeds = [self._runnable(seed, dists) for seed in warm_start_trials(dists, defaults)]
         for params in seeds:
             study.enqueue_trial(params, user_attrs={"warm_start": True}, skip_if_exists=True)

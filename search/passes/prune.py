@@ -74,7 +74,7 @@ def prune(
     if cfg.ratio <= 0:
         return model
     torch.manual_seed(seed)
-    importance = _IMPORTANCE[getattr(cfg.importance, "value", cfg.importance)]()
+    importance = _IMPORTANCE[cfg.importance]()
     model.eval()
     heads = head_counts(model) if cfg.heads else {}
     with warnings.catch_warnings():  # it names unwrapped parameters (position embeddings) once per trial

@@ -59,7 +59,7 @@ def measure_members(configs: dict[str, dict[str, Any]], measure: dict[str, Any],
             cfg, built = rebuild(stored | {"measure": measure, "cache_dir": cache_dir})
             native = built.runner.prepare(_batch(built.task, bs))
             fns[number] = (lambda run, x: lambda: run(x))(built.runner.run, native)
-        m, device = cfg.measure, resolve(getattr(cfg.device, "value", cfg.device))
+        m, device = cfg.measure, resolve(cfg.device)
         if m.anchor:  # the baseline joins the rounds, so confirmed figures are anchored like the first ones
             reference, x_ref = built.base.fresh().to(device), _batch(built.task, bs).to(device)
             fns[BASELINE] = lambda: reference(x_ref)
@@ -97,7 +97,7 @@ def confirm_front(
 
     members = _members(study, previous)
     configs = {str(t.number): dict(t.user_attrs["config"]) for t in members}
-    plain = {k: getattr(v, "value", v) for k, v in asdict(measure).items()}
+    plain = asdict(measure)
     args = (configs, plain, cache_dir)
     result = run_isolated(measure_members, *args) if isolate else measure_members(*args)
     confirmed = {}

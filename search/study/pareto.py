@@ -46,7 +46,7 @@ def reference_point(
     inside. Otherwise 2x the baseline for a minimised objective, 10% below it for a maximised one."""
     ref = []
     for o in objectives:
-        name, d = o.metric, getattr(o.direction, "value", o.direction)
+        name, d = o.metric, o.direction
         v = baseline.get(name, metrics[name])
         if name == metric and allowed is not None:
             ref.append(v + allowed if d == "minimize" else v - allowed)
@@ -89,7 +89,7 @@ def confirmed_front(
     if not confirmation:
         return first, []
     candidates = [t for t in complete_values(study) if feasible(t) and "reused_from" not in t.user_attrs]
-    dirs = [getattr(o.direction, "value", o.direction) for o in objectives]
+    dirs = [o.direction for o in objectives]
     values = [objective_values(t, confirmation, objectives) for t in candidates]
     keep = [t for t, ok in zip(candidates, non_dominated(values, dirs)) if ok]
     kept = {t.number for t in keep}
@@ -108,12 +108,11 @@ def recommend(
     """One configuration from the feasible front, and the rule that chose it."""
     if not members:
         raise ValueError("no feasible trial on the front")
-    rule = getattr(rule, "value", rule)
     losses = _losses(values, directions)
-    if rule == Rule.fastest.value:
+    if rule == Rule.fastest:
         i = int(np.argmin(losses[:, -1]))
         return members[i], "fastest feasible front member (lowest last objective) within the constraints"
-    if rule == Rule.most_accurate.value:
+    if rule == Rule.most_accurate:
         i = int(np.argmin(losses[:, 0]))
         return members[i], "best first objective among feasible front members"
     lo, hi = losses.min(axis=0), losses.max(axis=0)

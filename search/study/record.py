@@ -179,7 +179,6 @@ def record_external(
     params, used = {}, {}
     for key, dist in dists.items():
         value = OmegaConf.select(cfg, key)
-        value = getattr(value, "value", value)
         try:
             internal = dist.to_internal_repr(value)
         except (ValueError, TypeError):

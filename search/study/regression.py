@@ -31,16 +31,12 @@ from infersearch.study.record import constraint_values
 RETIMED = ("latency_ms_p50", "latency_ms_p95", "latency_ms_per_sample", "throughput_per_s")
 
 
-def _v(x: Any) -> Any:
-    return getattr(x, "value", x)
-
-
 def settings(st: StudyConfig) -> dict[str, Any]:
     """What the verdict depends on besides the measurements: stored with each recommendation."""
     return {
-        "rule": _v(st.recommend),
-        "constraints": {"max_drop": st.max_drop, "drop": _v(st.drop), "latency_slo_ms": st.latency_slo_ms},
-        "objectives": [[o.metric, _v(o.direction)] for o in st.objectives],
+        "rule": st.recommend,
+        "constraints": {"max_drop": st.max_drop, "drop": st.drop, "latency_slo_ms": st.latency_slo_ms},
+        "objectives": [[o.metric, o.direction] for o in st.objectives],
     }
 
 
@@ -94,7 +90,7 @@ def _compare(metric: str, direction: str, new: float, before: float, spread: flo
 
 
 def _deciding(rule: str, n: int) -> list[int]:
-    return {Rule.fastest.value: [n - 1], Rule.most_accurate.value: [0]}.get(rule, list(range(n)))
+    return {Rule.fastest: [n - 1], Rule.most_accurate: [0]}.get(rule, list(range(n)))
 
 
 def verdict(
@@ -136,9 +132,9 @@ def verdict(
             own = spread_of(rec, confirmation)
             spread = st.regression_margin * math.hypot(own, previous.get("spread", own))
         comparisons.append(
-            _compare(o.metric, _v(o.direction), values[i], previous["values"][o.metric], spread, theirs.get(o.metric))
+            _compare(o.metric, o.direction, values[i], previous["values"][o.metric], spread, theirs.get(o.metric))
         )
-    if now["rule"] == Rule.knee.value:
+    if now["rule"] == Rule.knee:
         regressed = any(c.worse for c in comparisons) and not any(c.better for c in comparisons)
     else:
         regressed = any(c.worse for c in comparisons)
@@ -188,12 +184,12 @@ def keep_previous(
     if disturbed(pick, confirmation) or disturbed(previous, confirmation):
         return None
     metric = st.objectives[-1].metric
-    if _v(st.recommend) != Rule.fastest.value or metric not in RETIMED:
+    if st.recommend != Rule.fastest or metric not in RETIMED:
         return None
     new, old = values[pick.number][-1], values[previous.number][-1]
     if new <= 0 or old <= 0:
         return None
-    gain = math.log(old / new) if _v(st.objectives[-1].direction) == "minimize" else math.log(new / old)
+    gain = math.log(old / new) if st.objectives[-1].direction == "minimize" else math.log(new / old)
     margin = st.regression_margin * math.hypot(spread_of(pick, confirmation), spread_of(previous, confirmation))
     if gain > margin:
         return None

@@ -7,7 +7,6 @@ import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
@@ -17,10 +16,6 @@ from infersearch.config import StudyConfig
 from infersearch.errors import ConfigError
 from infersearch.secrets import mask_url
 from infersearch.study.space import grid
-
-
-def _v(x: Any) -> Any:
-    return getattr(x, "value", x)
 
 
 def storage_url(st: StudyConfig) -> str:
@@ -61,7 +56,7 @@ TPE_CANDIDATES = 96
 
 
 def directions(st: StudyConfig) -> list[str]:
-    return [_v(o.direction) for o in st.objectives]
+    return [o.direction for o in st.objectives]
 
 
 def make_sampler(st: StudyConfig, dists: Mapping[str, BaseDistribution] | None = None) -> BaseSampler:
@@ -69,7 +64,7 @@ def make_sampler(st: StudyConfig, dists: Mapping[str, BaseDistribution] | None =
     (benchmarks/search_efficiency.py): multivariate, 5 start-up trials instead of 10 (the sweeper's
     warm-start seeds count among them) and 96 candidates per proposal instead of 24. NSGA-II needs
     whole generations; GP stalls on re-proposed points of a small categorical space."""
-    name = _v(st.sampler)
+    name = st.sampler
     if name == "tpe":
         return optuna.samplers.TPESampler(
             seed=st.seed,
