@@ -19,7 +19,7 @@ from hydra import compose, initialize_config_dir
 from infersearch.__main__ import to_config
 from infersearch.cache import atomic_write_text
 from infersearch.device import capabilities, resolve
-from infersearch.measure.latency import measure_interleaved
+from infersearch.measure.latency import Timing, measure_interleaved
 from infersearch.report_table import table
 from infersearch.trial import _batch as batch_of
 from infersearch.trial import build
@@ -54,7 +54,7 @@ def main(overrides: list[str]) -> dict:
         for name, b in built.items():
             native = b.runner.prepare(batch_of(b.task, bs))
             fns[name] = (lambda run, x: lambda: run(x))(b.runner.run, native)
-        stats = measure_interleaved(fns, bs, device, m.warmup, m.min_repeats, m.min_time_s, m.rounds)
+        stats = measure_interleaved(fns, bs, Timing.of(m), device)
         ref = stats["fp32 (baseline)"].p50_ms
         for name, st in stats.items():
             drop = 100 * (base_acc - built[name].quality[0])

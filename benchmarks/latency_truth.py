@@ -24,7 +24,7 @@ from infersearch.__main__ import to_config
 from infersearch.cache import atomic_write_text
 from infersearch.device import capabilities
 from infersearch.measure.anchor import round_ratio
-from infersearch.measure.latency import measure_interleaved
+from infersearch.measure.latency import Timing, measure_interleaved
 from infersearch.report_table import table
 from infersearch.trial import _batch, build
 
@@ -50,7 +50,7 @@ def main(overrides: list[str]) -> dict:
         m = cfg.measure
         raw, base_p50, ratios = [], [], []
         for _ in range(REPEATS):
-            st = measure_interleaved(fns, bs, "cpu", m.warmup, m.min_repeats, m.min_time_s, m.rounds)
+            st = measure_interleaved(fns, bs, Timing.of(m))
             raw.append(st["variant"].p50_ms)
             base_p50.append(st["baseline"].p50_ms)
             ratios.append(round_ratio(st["variant"], st["baseline"]))

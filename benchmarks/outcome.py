@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from infersearch.cache import atomic_write_text
 from infersearch.device import capabilities
-from infersearch.measure.latency import measure_interleaved
+from infersearch.measure.latency import Timing, measure_interleaved
 from infersearch.report_table import table
 from infersearch.study.pareto import non_dominated
 from infersearch.trial import _batch, rebuild
@@ -78,7 +78,7 @@ def side_by_side(members: list[FrozenTrial], bs: int) -> list[dict[str, Any]]:
     x = _batch(b.task, bs)
     fns["fp32 eager"] = lambda: base(x)
     m = cfg.measure
-    stats = measure_interleaved(fns, bs, "cpu", m.warmup, m.min_repeats * 2, m.min_time_s * 6, m.rounds * 2)
+    stats = measure_interleaved(fns, bs, Timing.of(m).longer(2, 6, 2))
     eager = stats["fp32 eager"].p50_ms
     out = []
     for t in members:

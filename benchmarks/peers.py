@@ -50,7 +50,7 @@ from infersearch.config import Config
 from infersearch.device import capabilities
 from infersearch.engines.onnx_export import export_onnx
 from infersearch.engines.openvino_engine import convert
-from infersearch.measure.latency import measure_interleaved
+from infersearch.measure.latency import Timing, measure_interleaved
 from infersearch.models.task import Task
 from infersearch.models.training import evaluate
 from infersearch.report_table import table
@@ -328,7 +328,7 @@ def time_batch(cs: list[Contestant], checked: dict, task: Task, bs: int, m: Any)
     timed = [c for c in cs if checked[id(c)]["agreement"] >= MIN_AGREEMENT]
     x = batch_of(task, bs)
     fns = {c.name: (lambda run, native: lambda: run(native))(c.run, c.prepare(x)) for c in timed}
-    stats = measure_interleaved(fns, bs, "cpu", m.warmup, m.min_repeats, m.min_time_s, m.rounds)
+    stats = measure_interleaved(fns, bs, Timing.of(m))
     rows, results = [], []
     for c in cs:
         st, ck = stats.get(c.name), checked[id(c)]

@@ -45,7 +45,7 @@ def time_ratios(overrides: list[str], repeats: int) -> list[float]:
 
     from infersearch.__main__ import to_config
     from infersearch.measure.anchor import round_ratio
-    from infersearch.measure.latency import measure_interleaved
+    from infersearch.measure.latency import Timing, measure_interleaved
     from infersearch.trial import _batch, build
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -58,9 +58,7 @@ def time_ratios(overrides: list[str], repeats: int) -> list[float]:
     m, out = typed.measure, []
     torch.set_num_threads(torch.get_num_threads())
     for _ in range(repeats):
-        s = measure_interleaved(
-            fns, typed.batch_size, "cpu", m.warmup, m.min_repeats * 2, m.min_time_s * 3, m.rounds * 2
-        )
+        s = measure_interleaved(fns, typed.batch_size, Timing.of(m).longer(2, 3, 2))
         out.append(round_ratio(s["variant"], s["baseline"]))
     return out
 

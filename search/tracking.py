@@ -114,6 +114,8 @@ class Tracker:
         self.pause()
 
     def _log_trial(self, trial: FrozenTrial, on_front: bool) -> None:
+        from infersearch.study.pareto import feasible
+
         ua = trial.user_attrs
         run = self._init(
             id=run_id(self.st.name, trial.number),
@@ -130,7 +132,7 @@ class Tracker:
                 "trial": trial.number,
                 "state": trial.state.name,
                 "on_front": on_front,
-                "feasible": all(v <= 0 for v in trial.constraints.values()),
+                "feasible": feasible(trial),
                 "constraints": dict(trial.constraints),
                 "hypervolume": ua.get("hypervolume"),
                 "kernels": "emulated" if env.get("emulated") else "real",
@@ -147,10 +149,11 @@ class Tracker:
     def _log_study(self, study: optuna.Study, summary, model_dir: Path | None) -> None:
         import wandb
 
+        from infersearch.study.record import counts
         from infersearch.study.report import front_rows, trial_rows
 
         run = self._init(name=f"{self.st.name}-study", job_type="study", config={"study": self.st.name})
-        measured = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("measured")]
+        measured = [t for t in study.get_trials(deepcopy=False) if counts(t)]
         for t in measured:
             if t.state == TrialState.COMPLETE:
                 run.log({"trial": t.number, "hypervolume": t.user_attrs.get("hypervolume", 0.0)})

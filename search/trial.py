@@ -26,7 +26,7 @@ from infersearch.errors import TrialRejected
 from infersearch.measure.agreement import check as check_agreement
 from infersearch.measure.anchor import anchor_ms, anchored_metrics, state_gate
 from infersearch.measure.footprint import peak_memory_mb, serialized_mb
-from infersearch.measure.latency import measure_interleaved
+from infersearch.measure.latency import Timing, measure_interleaved
 from infersearch.models.task import Task
 from infersearch.models.training import evaluate
 from infersearch.passes.prune import Footprint, footprint
@@ -203,9 +203,7 @@ def evaluate_trial(cfg: Config, model_cfg: Any, early: bool = False) -> TrialRes
                 fns["baseline"], base.key, cfg.batch_size, device, caps.name, threads, m, cache
             )
         keep = state_gate(anchor, m.max_state) if m.anchor else None
-        lat = measure_interleaved(
-            fns, cfg.batch_size, device, m.warmup, m.min_repeats, m.min_time_s, m.rounds, keep, m.max_wait_s
-        )
+        lat = measure_interleaved(fns, cfg.batch_size, Timing.of(m), device, keep)
     if lat["variant"].disturbed:
         log.warning(
             "the machine stayed disturbed (baseline over %.1fx its anchor) for %.0f s: latency kept as "

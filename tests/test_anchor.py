@@ -8,7 +8,7 @@ import pytest
 
 from infersearch.__main__ import to_config
 from infersearch.measure.anchor import anchored_metrics, round_ratio
-from infersearch.measure.latency import measure_interleaved
+from infersearch.measure.latency import Timing, measure_interleaved
 from infersearch.trial import evaluate_trial
 
 
@@ -22,10 +22,8 @@ def test_a_slow_machine_state_moves_the_raw_latency_but_not_the_anchored_one():
     import torch
 
     a, b = torch.randn(96, 96), torch.randn(192, 192)
-    stats = measure_interleaved(
-        {"variant": lambda: a @ a, "baseline": lambda: b @ b}, batch_size=8, warmup=2, min_repeats=20,
-        min_time_s=0.1, rounds=4,
-    )  # fmt: skip
+    timing = Timing(warmup=2, min_repeats=20, min_time_s=0.1, rounds=4)
+    stats = measure_interleaved({"variant": lambda: a @ a, "baseline": lambda: b @ b}, 8, timing)
     v, base = stats["variant"], stats["baseline"]
     quiet = anchored_metrics(v, base, anchor=base.p50_ms)
     factors = (1.0, 2.0, 2.0, 1.5)  # both candidates of a round ran moments apart: same state

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import time
 
-from infersearch.measure.latency import measure_interleaved
+from infersearch.measure.latency import Timing, measure_interleaved
 
 
 def test_interleaved_timing_returns_a_spread_and_meets_its_minimums():
@@ -12,9 +12,8 @@ def test_interleaved_timing_returns_a_spread_and_meets_its_minimums():
     def fast():
         sum(range(1000))
 
-    stats = measure_interleaved(
-        {"slow": slow, "fast": fast}, batch_size=4, warmup=2, min_repeats=20, min_time_s=0.1, rounds=4
-    )
+    timing = Timing(warmup=2, min_repeats=20, min_time_s=0.1, rounds=4)
+    stats = measure_interleaved({"slow": slow, "fast": fast}, 4, timing)
     s, f = stats["slow"], stats["fast"]
     assert s.n >= 20 and f.n >= 20
     assert len(s.round_p50_ms) == 4

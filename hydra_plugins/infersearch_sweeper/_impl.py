@@ -347,6 +347,6 @@ class InfersearchSweeperImpl:
 
     @staticmethod
     def _failing(study, st: StudyConfig) -> bool:
-        measured = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("measured")]
+        measured = [t for t in study.get_trials(deepcopy=False) if counts(t)]
         failed = sum(t.state == TrialState.FAIL for t in measured)
         return len(measured) >= 5 and failed / len(measured) > st.max_failure_rate

@@ -26,7 +26,7 @@ from typing import Any
 
 from infersearch.cache import TensorCache, content_hash
 from infersearch.config import MeasureConfig
-from infersearch.measure.latency import LatencyStats, measure_interleaved
+from infersearch.measure.latency import LatencyStats, Timing, measure_interleaved
 
 # The anchor is timed twice the rounds and six times as long as a trial's baseline, and the fastest
 # of its round medians kept: the machine's undisturbed state, not the one it happened to be in.
@@ -49,15 +49,8 @@ def anchor_ms(
     m = measure
 
     def build() -> dict:
-        stats = measure_interleaved(
-            {"anchor": fn},
-            batch_size,
-            device,
-            m.warmup,
-            m.min_repeats * ROUNDS_FACTOR,
-            m.min_time_s * TIME_FACTOR,
-            m.rounds * ROUNDS_FACTOR,
-        )["anchor"]
+        timing = Timing.of(m).longer(ROUNDS_FACTOR, TIME_FACTOR, ROUNDS_FACTOR)
+        stats = measure_interleaved({"anchor": fn}, batch_size, timing, device)["anchor"]
         return {"p50_ms": min(stats.round_p50_ms)}
 
     entry, hit = cache.get_or_build("anchor", key, build)

@@ -7,10 +7,34 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long each candidate is timed: ``measure.*`` (``Timing.of``), longer for a figure that must
+    be more exact than a trial's (the anchor, the confirmation)."""
+
+    warmup: int = 10
+    min_repeats: int = 50  # per candidate, summed over rounds
+    min_time_s: float = 0.5  # per candidate, summed over rounds
+    rounds: int = 5
+    max_wait_s: float = 0.0  # how long rejected rounds are re-run (with a keep_round test)
+
+    @classmethod
+    def of(cls, m: Any) -> Timing:
+        return cls(m.warmup, m.min_repeats, m.min_time_s, m.rounds, m.max_wait_s)
+
+    def longer(self, repeats: float = 1, time_s: float = 1, rounds: float = 1) -> Timing:
+        return replace(
+            self,
+            min_repeats=int(self.min_repeats * repeats),
+            min_time_s=self.min_time_s * time_s,
+            rounds=int(self.rounds * rounds),
+        )
 
 
 @dataclass(frozen=True)
@@ -98,13 +122,9 @@ def _stats(rounds: list[list[float]], batch_size: int, rejected: int = 0, distur
 def measure_interleaved(
     fns: dict[str, Callable[[], Any]],
     batch_size: int,
+    timing: Timing,
     device: str = "cpu",
-    warmup: int = 10,
-    min_repeats: int = 50,
-    min_time_s: float = 0.5,
-    rounds: int = 5,
     keep_round: Callable[[dict[str, float]], bool] | None = None,
-    max_wait_s: float = 0.0,
 ) -> dict[str, LatencyStats]:
     """Time each callable (one call = one batch) in alternating rounds.
 
@@ -112,9 +132,11 @@ def measure_interleaved(
     calls and of ``min_time_s``; the order flips every round. On CUDA every
     call is bracketed by events and the device is synchronised before reading.
     ``keep_round`` judges each finished round by its per-candidate medians; a rejected
-    round is replaced by another, for at most ``max_wait_s`` after the first rejection,
+    round is replaced by another, for at most ``timing.max_wait_s`` after the first rejection,
     after which every round is kept and the result is marked ``disturbed``.
     """
+    warmup, min_repeats, min_time_s, rounds = timing.warmup, timing.min_repeats, timing.min_time_s, timing.rounds
+    max_wait_s = timing.max_wait_s
     clock = Clock(device)
     for fn in fns.values():
         for _ in range(warmup):

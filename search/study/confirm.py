@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from infersearch.config import MeasureConfig
 from infersearch.measure.anchor import anchor_ms, anchored_metrics, log_spread, state_gate
-from infersearch.measure.latency import LatencyStats, measure_interleaved
+from infersearch.measure.latency import LatencyStats, Timing, measure_interleaved
 from infersearch.study.pareto import front
 
 log = logging.getLogger(__name__)
@@ -67,10 +67,8 @@ def measure_members(configs: dict[str, dict[str, Any]], measure: dict[str, Any],
                 fns[BASELINE], built.base.key, bs, device, capabilities(device).name, torch.get_num_threads(), m,
                 TensorCache(cache_dir),
             )  # fmt: skip
-        stats = measure_interleaved(
-            fns, bs, device, m.warmup, m.min_repeats * ROUNDS_FACTOR, m.min_time_s * TIME_FACTOR,
-            m.rounds * ROUNDS_FACTOR, state_gate(anchor, m.max_state) if anchor else None, m.max_wait_s,
-        )  # fmt: skip
+        timing = Timing.of(m).longer(ROUNDS_FACTOR, TIME_FACTOR, ROUNDS_FACTOR)
+        stats = measure_interleaved(fns, bs, timing, device, state_gate(anchor, m.max_state) if anchor else None)
         base = stats.get(BASELINE)
         for number in group:
             out["members"][number] = _confirmed(stats[number], base, anchor)

@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from infersearch.config import StudyConfig
 from infersearch.errors import ConfigError
 from infersearch.study.pareto import objective_values
+from infersearch.study.record import counts
 from infersearch.study.regression import disturbed, settings, spread_of, verdict
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def check_model(study: optuna.Study, key: str, st: StudyConfig) -> None:
 
 def conclude(study: optuna.Study, summary, st: StudyConfig) -> Outcome:
     """The exit status of this run; stores its recommendation for the next run to compare with."""
-    measured = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("measured")]
+    measured = [t for t in study.get_trials(deepcopy=False) if counts(t)]
     if measured and all(t.state == TrialState.FAIL for t in measured):
         return Outcome(EXIT_ALL_FAILED, f"every one of the {len(measured)} measured trials failed")
     rec = summary.recommended

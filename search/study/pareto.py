@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,8 +20,13 @@ def front(study: optuna.Study) -> list[FrozenTrial]:
     return sorted((t for t in study.best_trials if "reused_from" not in t.user_attrs), key=lambda t: t.number)
 
 
+def within(constraints: Mapping[str, float]) -> bool:
+    """Every constraint met (Optuna's convention: a value <= 0 is satisfied): what feasible means."""
+    return all(v <= 0 for v in constraints.values())
+
+
 def feasible(t: FrozenTrial) -> bool:
-    return all(v <= 0 for v in t.constraints.values())
+    return within(t.constraints)
 
 
 def non_dominated(values: Sequence[Sequence[float]], directions: Sequence[str]) -> list[bool]:

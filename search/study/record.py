@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from infersearch.config import StudyConfig, allowed_drop
 from infersearch.errors import ConfigError, TrialRejected, error_line
 from infersearch.optuna_compat import contains
-from infersearch.study.pareto import complete_values, feasible, hypervolume, is_finite, reference_point
+from infersearch.study.pareto import complete_values, feasible, hypervolume, is_finite, reference_point, within
 from infersearch.study.storage import directions
 
 RESULT_KEYS = ("params", "metric", "metrics", "baseline", "env", "timings_s", "history", "config")
@@ -65,7 +65,7 @@ def success_record(study: optuna.Study, result: Mapping[str, Any], st: StudyConf
         )
         study.set_user_attr("hv_reference", ref)
     points = [t.values for t in complete_values(study) if feasible(t)]
-    if all(v <= 0 for v in constraints.values()):
+    if within(constraints):
         points.append(values)
     attrs["hypervolume"] = hypervolume(points, directions(st), ref)
     return Record(values, constraints, attrs)
