@@ -26,7 +26,7 @@ from infersearch.errors import TrialRejected
 from infersearch.measure.agreement import check as check_agreement
 from infersearch.measure.anchor import anchor_ms, anchored_metrics, state_gate
 from infersearch.measure.footprint import peak_memory_mb, serialized_mb
-from infersearch.measure.latency import Timing, measure_interleaved
+from infersearch.measure.latency import LatencyStats, Timing, measure_interleaved
 from infersearch.models.task import Task
 from infersearch.models.training import evaluate
 from infersearch.passes.prune import Footprint, footprint
@@ -178,29 +178,31 @@ def rebuild(stored_config: dict[str, Any]) -> tuple[Config, Built]:
     return typed, build(typed, merged.model)
 
 
-def evaluate_trial(cfg: Config, model_cfg: Any, early: bool = False) -> TrialResult:
-    """Build the variant ``cfg`` describes and measure it beside the fp32 eager baseline.
-    ``early``: in a study, reject a trial that clearly misses the accuracy constraint (reject_early)."""
-    sw = _Stopwatch()
-    b = build(cfg, model_cfg, sw, early)
-    runner, base = b.runner, b.base
-    device = resolve(cfg.device)
-    caps = capabilities(device)
-    before, after = b.footprints
-    val, test = b.quality
+@dataclass
+class _Timed:
+    """What the latency step measured: the interleaved rounds, the anchor and the peak memory."""
+
+    lat: dict[str, LatencyStats]
+    anchor: float | None
+    anchor_hit: bool | None
+    peak_mb: float
+    peak_method: str
+    reference: torch.nn.Module  # the fp32 baseline on the device, as timed
+
+
+def _time(b: Built, cfg: Config, device: str, device_name: str, sw: _Stopwatch) -> _Timed:
+    """The variant, and the baseline beside it in the same rounds (anchored: through the state gate)."""
     x = _batch(b.task, cfg.batch_size)
-    native = runner.prepare(x)
-    reference = base.fresh().to(device)
-    x_ref = x.to(device)
-    fns = {"variant": lambda: runner.run(native)}
+    native, reference, x_ref = b.runner.prepare(x), b.base.fresh().to(device), x.to(device)
+    fns = {"variant": lambda: b.runner.run(native)}
     if cfg.measure.baseline:
         fns["baseline"] = lambda: reference(x_ref)
-    m = cfg.measure
+    m, anchor, anchor_hit = cfg.measure, None, None
     with sw("latency"):
         if m.anchor:
             threads, cache = torch.get_num_threads(), TensorCache(cfg.cache_dir)
             anchor, anchor_hit = anchor_ms(
-                fns["baseline"], base.key, cfg.batch_size, device, caps.name, threads, m, cache
+                fns["baseline"], b.base.key, cfg.batch_size, device, device_name, threads, m, cache
             )
         keep = state_gate(anchor, m.max_state) if m.anchor else None
         lat = measure_interleaved(fns, cfg.batch_size, Timing.of(m), device, keep)
@@ -211,64 +213,94 @@ def evaluate_trial(cfg: Config, model_cfg: Any, early: bool = False) -> TrialRes
             m.max_state,
             m.max_wait_s,
         )
-    peak, peak_method = peak_memory_mb(fns["variant"], device, runner.size_mb)
-    if m.anchor:
-        latency_metrics = anchored_metrics(lat["variant"], lat["baseline"], anchor)
-        baseline_latency = anchored_metrics(lat["baseline"], lat["baseline"], anchor)
-    else:
-        latency_metrics = lat["variant"].as_metrics()
-        baseline_latency = lat["baseline"].as_metrics() if "baseline" in lat else {}
-        if baseline_latency:
-            latency_metrics["speedup_vs_baseline"] = lat["baseline"].p50_ms / lat["variant"].p50_ms
-    metric = b.task.metric
+    peak, peak_method = peak_memory_mb(fns["variant"], device, b.runner.size_mb)
+    return _Timed(lat, anchor, anchor_hit, peak, peak_method, reference)
+
+
+def _latency_metrics(t: _Timed) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the variant's latency metrics, the baseline's): anchored when an anchor was measured."""
+    lat = t.lat
+    if t.anchor is not None:
+        return anchored_metrics(lat["variant"], lat["baseline"], t.anchor), anchored_metrics(
+            lat["baseline"], lat["baseline"], t.anchor
+        )
+    variant = lat["variant"].as_metrics()
+    baseline = lat["baseline"].as_metrics() if "baseline" in lat else {}
+    if baseline:
+        variant["speedup_vs_baseline"] = lat["baseline"].p50_ms / lat["variant"].p50_ms
+    return variant, baseline
+
+
+def _metrics(b: Built, latency: dict[str, Any], peak_mb: float) -> dict[str, Any]:
+    metric, (val, test), after = b.task.metric, b.quality, b.footprints[1]
     metrics = {
         metric.name: val,
         f"test_{metric.name}": test,
-        f"{metric.name}_drop": metric.worse_by(base.val_metric, val),
-        **latency_metrics,
-        "size_mb": runner.size_mb,
+        f"{metric.name}_drop": metric.worse_by(b.base.val_metric, val),
+        **latency,
+        "size_mb": b.runner.size_mb,
         "params": after.params,
         "macs": after.macs,
-        "peak_mem_mb": peak,
+        "peak_mem_mb": peak_mb,
     }
-    if "compile_s" in runner.settings:
-        metrics["compile_s"] = runner.settings["compile_s"]
-    baseline = {
-        metric.name: base.val_metric,
-        f"test_{metric.name}": base.test_metric,
+    if "compile_s" in b.runner.settings:
+        metrics["compile_s"] = b.runner.settings["compile_s"]
+    return metrics
+
+
+def _baseline(b: Built, reference: torch.nn.Module, latency: dict[str, Any]) -> dict[str, Any]:
+    metric, before = b.task.metric, b.footprints[0]
+    return {
+        metric.name: b.base.val_metric,
+        f"test_{metric.name}": b.base.test_metric,
         "size_mb": serialized_mb(reference),
         "params": before.params,
         "macs": before.macs,
+        **latency,
     }
-    baseline.update(baseline_latency)
-    precision = cfg.precision
-    env = {
+
+
+def _env(b: Built, cfg: Config, device: str, caps: Any, t: _Timed) -> dict[str, Any]:
+    anchored = cfg.measure.anchor
+    return {
         "device": device,
         "device_name": caps.name,
         "device_notes": caps.notes,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
-        "engine": runner.settings,
-        "peak_mem_method": peak_method,
-        "latency_round_p50_ms": list(lat["variant"].round_p50_ms),
-        "latency_method": "anchored to the baseline (ratio x anchor)" if m.anchor else "measured",
-        "anchor_cache_hit": anchor_hit if m.anchor else None,
+        "engine": b.runner.settings,
+        "peak_mem_method": t.peak_method,
+        "latency_round_p50_ms": list(t.lat["variant"].round_p50_ms),
+        "latency_method": "anchored to the baseline (ratio x anchor)" if anchored else "measured",
+        "anchor_cache_hit": t.anchor_hit if anchored else None,
         "output_agreement": b.agreement,
         "passes": {
             "prune": {"applied": cfg.prune.ratio > 0, "kernel": "real", "cache_hit": b.prune_hit},
             "quantize": {"applied": b.qplan.bits != 32, "method": b.qplan.method, "kernel": b.qplan.kernel},
-            "precision": {"dtype": precision, "kernel": "real", "tf32": set_tf32(device, precision)},
+            "precision": {"dtype": cfg.precision, "kernel": "real", "tf32": set_tf32(device, cfg.precision)},
         },
         "emulated": b.qplan.emulated,
-        "baseline_source": base.source,
+        "baseline_source": b.base.source,
     }
+
+
+def evaluate_trial(cfg: Config, model_cfg: Any, early: bool = False) -> TrialResult:
+    """Build the variant ``cfg`` describes and measure it beside the fp32 eager baseline.
+    ``early``: in a study, reject a trial that clearly misses the accuracy constraint (reject_early)."""
+    sw = _Stopwatch()
+    b = build(cfg, model_cfg, sw, early)
+    device = resolve(cfg.device)
+    caps = capabilities(device)
+    timed = _time(b, cfg, device, caps.name, sw)
+    latency, baseline_latency = _latency_metrics(timed)
+    metric = b.task.metric
     return TrialResult(
         params=params_of(cfg),
         metric={"name": metric.name, "direction": metric.direction, "proportion": metric.proportion},
-        metrics=metrics,
-        baseline=baseline,
-        env=env,
+        metrics=_metrics(b, latency, timed.peak_mb),
+        baseline=_baseline(b, timed.reference, baseline_latency),
+        env=_env(b, cfg, device, caps, timed),
         timings_s=sw.times,
         history={"recover_loss": b.recover_losses},
     )
