@@ -278,69 +278,75 @@ class InfersearchSweeperImpl:
             log.warning("refused on this device, %d of %d configurations: %s", n, size, reason)
 
     def _batch(self, study, st, dists, fixed, n, streak) -> int:
-        launch, dups = [], []
-        pending: dict[tuple, Any] = {}
+        """Ask up to ``n`` trials, launch the new configurations together, tell every outcome; the streak
+        of proposals that launched nothing (reused, refused, in flight) goes on or restarts."""
+        launch, dups, settled = self._ask(study, st, dists, fixed, n)
+        if launch:
+            self._launch(study, st, fixed, launch)
+        for trial, first in dups:
+            reuse(study, trial, study.get_trials(deepcopy=False)[first.number])
+        return 0 if launch else streak + settled
+
+    def _ask(self, study, st, dists, fixed, n) -> tuple[list, list, int]:
+        """(trials to launch, (duplicate, first) pairs within this batch, trials settled without a launch)."""
+        launch, dups, pending, settled = [], [], {}, 0
         for _ in range(n):
             trial = study.ask(dists)
             if over_budget(study, trial, st.n_trials):  # another worker took the last place meanwhile
-                tell(
-                    study,
-                    trial,
-                    failure_record(RuntimeError("budget reached"), [], {"over_budget": True}, refused=True),
-                )
+                record = failure_record(RuntimeError("budget reached"), [], {"over_budget": True}, refused=True)
+                tell(study, trial, record)
                 break
+            if self._settle(study, st, trial, fixed):
+                settled += 1
+                continue
             key = tuple(sorted(trial.params.items()))
-            previous = find_previous(study, trial.params)
-            refused = None if previous is not None else self.refusal(trial.params)
-            busy = [t for t in in_flight(study, trial.params) if t.number != trial.number]
-            if previous is None and refused is None and busy:
-                tell(
-                    study,
-                    trial,
-                    failure_record(
-                        RuntimeError(f"in flight in trial {busy[0].number}"),
-                        [],
-                        {"in_flight_of": busy[0].number},
-                        refused=True,
-                    ),
-                )
-                streak += 1
-            elif previous is not None:
-                frozen = reuse(study, trial, previous)
-                log.info("%s", self._line(study, st, frozen, False, f" (reused from trial {previous.number})"))
-                streak += 1
-            elif refused is not None:
-                frozen = tell(study, trial, failure_record(refused, list(fixed), refused=True))
-                log.info("%s", self._line(study, st, frozen, False, " (refused, not launched)"))
-                streak += 1
-            elif key in pending:
+            if key in pending:
                 dups.append((trial, pending[key]))
             else:
                 pending[key] = trial
                 launch.append(trial)
-        if launch:
-            overrides = [[*fixed, *(override_line(k, v) for k, v in t.params.items())] for t in launch]
-            with contextlib.ExitStack() as beats:  # heartbeats while the jobs run (Optuna's own thread)
-                for t in launch:
-                    beats.enter_context(heartbeat(t, study))
-                try:
-                    returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
-                except Exception as exc:  # a launcher worker died (segfault in a joblib worker, lost node)
-                    returns = [exc] * len(launch)
-            self.job_idx += len(launch)
-            for trial, ov, ret in zip(launch, overrides, returns):
-                try:
-                    record = success_record(study, job_value(ret), st, ov)
-                except Exception as exc:  # the job raised (or its result lacks an objective): a failed trial
-                    record = failure_record(exc, ov)
-                frozen = tell(study, trial, record)
-                on_front = frozen.number in {t.number for t in study.best_trials}
-                log.info("%s", self._line(study, st, frozen, on_front))
-                self.tracker.log_trial(frozen, on_front)
-            streak = 0
-        for trial, first in dups:
-            reuse(study, trial, study.get_trials(deepcopy=False)[first.number])
-        return streak
+        return launch, dups, settled
+
+    def _settle(self, study, st, trial, fixed) -> bool:
+        """Tell ``trial`` without launching it when its configuration was measured (reused), is refused,
+        or is being measured by another worker (in flight); True when it was told."""
+        previous = find_previous(study, trial.params)
+        if previous is not None:
+            frozen = reuse(study, trial, previous)
+            log.info("%s", self._line(study, st, frozen, False, f" (reused from trial {previous.number})"))
+            return True
+        refused = self.refusal(trial.params)
+        if refused is not None:
+            frozen = tell(study, trial, failure_record(refused, list(fixed), refused=True))
+            log.info("%s", self._line(study, st, frozen, False, " (refused, not launched)"))
+            return True
+        busy = [t for t in in_flight(study, trial.params) if t.number != trial.number]
+        if busy:
+            error = RuntimeError(f"in flight in trial {busy[0].number}")
+            tell(study, trial, failure_record(error, [], {"in_flight_of": busy[0].number}, refused=True))
+            return True
+        return False
+
+    def _launch(self, study, st, fixed, launch) -> None:
+        """The trials as Hydra jobs through the launcher, with Optuna's heartbeats while they run."""
+        overrides = [[*fixed, *(override_line(k, v) for k, v in t.params.items())] for t in launch]
+        with contextlib.ExitStack() as beats:
+            for t in launch:
+                beats.enter_context(heartbeat(t, study))
+            try:
+                returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+            except Exception as exc:  # a launcher worker died (segfault in a joblib worker, lost node)
+                returns = [exc] * len(launch)
+        self.job_idx += len(launch)
+        for trial, ov, ret in zip(launch, overrides, returns):
+            try:
+                record = success_record(study, job_value(ret), st, ov)
+            except Exception as exc:  # the job raised (or its result lacks an objective): a failed trial
+                record = failure_record(exc, ov)
+            frozen = tell(study, trial, record)
+            on_front = frozen.number in {t.number for t in study.best_trials}
+            log.info("%s", self._line(study, st, frozen, on_front))
+            self.tracker.log_trial(frozen, on_front)
 
     def _line(self, study, st: StudyConfig, frozen, on_front: bool, note: str = "") -> str:
         return trial_line(frozen, st, on_front, note, progress(study, st, *self.started))
