@@ -230,7 +230,7 @@ class AlertsConfig:
     """``infersearch alerts``: a Prometheus rules file derived from the study (search/serve/alerts.py)."""
 
     out: str = "${study.output_dir}/alerts.yml"
-    selector: str = ""  # label matchers for the service's series, e.g. job="infersearch"
+    selector: dict[str, str] = field(default_factory=dict)  # labels of the service's series: {job: infersearch}
     window: str = "5m"  # rate window of the latency and error rules
     pending: str = "2m"  # how long a condition holds before it fires (the rule's `for`)
     objective: float = 0.99  # share of requests within the SLO that the burn-rate alert protects

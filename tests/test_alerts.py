@@ -14,7 +14,7 @@ from tests.conftest import run_cli
 from tests.prom import Prometheus, promtool
 from tests.served import free_port, start, wait_ready
 
-SELECTOR = "alerts.selector='job=\"infersearch\"'"
+SELECTOR = "+alerts.selector.job=infersearch"  # Hydra adds a key to a dict with +
 
 
 def test_infersearch_alerts_writes_rules_that_promtool_accepts(exported, tmp_path):

@@ -19,7 +19,7 @@ REQ = "infersearch_request_duration_seconds"
 
 
 def _sel(al: AlertsConfig, extra: str = "") -> str:
-    parts = [p for p in (al.selector.strip(), extra) if p]
+    parts = [*(f'{k}="{v}"' for k, v in al.selector.items()), *([extra] if extra else [])]
     return "{" + ",".join(parts) + "}" if parts else ""
 
 

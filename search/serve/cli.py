@@ -116,5 +116,20 @@ def main(command: str, overrides: list[str]) -> None:
     try:
         COMMANDS[command](overrides)
     except (ConfigError, HydraException, OmegaConfBaseException) as exc:
-        print(f"infersearch {command}: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+        print(f"infersearch {command}: {_unparsable(overrides)}{str(exc).strip().splitlines()[0]}", file=sys.stderr)
         sys.exit(2)
+
+
+def _unparsable(overrides: list[str]) -> str:
+    """``override '<the first that Hydra cannot parse>': `` or nothing (Hydra's message does not say which)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for i, o in enumerate(overrides):
+        if o.startswith("--") or (i > 0 and overrides[i - 1] == "--config-dir"):
+            continue
+        try:
+            parser.parse_overrides([o])
+        except HydraException:
+            return f"override {o!r}: "
+    return ""
