@@ -15,6 +15,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -80,27 +81,29 @@ def settings_grid(tu: TuneConfig) -> list[dict[str, Any]]:
 
 @contextlib.contextmanager
 def served(overrides: list[str], setting: dict[str, Any], port: int) -> Iterator[str]:
-    """A real ``infersearch serve`` with this setting on loopback, until the block ends (SIGTERM)."""
+    """A real ``infersearch serve`` with this setting on loopback, until the block ends (SIGTERM). Its
+    output goes to a file, never a pipe nobody reads (a full pipe would stall the server)."""
     args = [*overrides, *(f"serve.{k}={v}" for k, v in setting.items()), f"serve.port={port}", "serve.host=127.0.0.1"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "infersearch", "serve", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + READY_LIMIT_S
-        while not _ready(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.communicate(timeout=5)[0] if proc.poll() is not None else "not ready in time"
-                raise ConfigError("serve-tune", f"the server for {setting} did not start: {out.strip()[-400:]}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "infersearch", "serve", *args], stdout=out, stderr=out, text=True
+        )
         try:
-            proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            deadline = time.monotonic() + READY_LIMIT_S
+            while not _ready(url):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    out.seek(0)
+                    said = out.read().strip()[-400:] or "not ready in time"
+                    raise ConfigError("serve-tune", f"the server for {setting} did not start: {said}")
+                time.sleep(0.2)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def _ready(url: str) -> bool:
