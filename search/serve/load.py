@@ -24,7 +24,8 @@ CONNECTIONS = 64  # open-loop connections, one client each: httpcore's shared po
 @dataclass
 class LoadResult:
     offered_rps: float | None  # None: closed loop
-    elapsed_s: float
+    elapsed_s: float  # from the first arrival until the last answer
+    duration_s: float = 0.0  # how long arrivals were offered
     latencies_ms: list[float] = field(default_factory=list)  # answered 200, from when each was due
     codes: Counter = field(default_factory=Counter)  # status code (or "timeout", "dropped", "transport")
 
@@ -35,6 +36,13 @@ class LoadResult:
     @property
     def errors(self) -> int:
         return sum(self.codes.values()) - self.ok
+
+    @property
+    def kept_up(self) -> bool:
+        """Every request that arrived was answered, and answered about as fast as it arrived: the rate
+        actually offered (a Poisson count, not the nominal rate) over the arrival window."""
+        sent = sum(self.codes.values())
+        return self.errors == 0 and self.throughput_rps >= 0.95 * sent / max(self.duration_s, 1e-9)
 
     @property
     def throughput_rps(self) -> float:
@@ -127,7 +135,7 @@ def _clients(base_url: str, n: int, timeout_s: float, stack: contextlib.AsyncExi
 
 
 async def _open(base_url: str, body: bytes, rate: float, duration_s: float, timeout_s: float, seed: int):
-    result = LoadResult(rate, 0.0)
+    result = LoadResult(rate, 0.0, duration_s)
     rng = random.Random(seed)
     async with contextlib.AsyncExitStack() as stack:
         clients = [await c for c in _clients(base_url, CONNECTIONS, timeout_s, stack)]
@@ -153,7 +161,7 @@ async def _open(base_url: str, body: bytes, rate: float, duration_s: float, time
 
 
 async def _closed(base_url: str, body: bytes, n: int, duration_s: float, timeout_s: float):
-    result = LoadResult(None, 0.0)
+    result = LoadResult(None, 0.0, duration_s)
     async with contextlib.AsyncExitStack() as stack:
         clients = [await c for c in _clients(base_url, n, timeout_s, stack)]
         start = time.perf_counter()

@@ -54,9 +54,7 @@ class Measured:
         service's histogram (what the alerts read) counts them, at its bucket exactly at the SLO."""
         i = self._target(loads)
         t, srv = self.curve[i], self.server[i]
-        return (
-            t.errors == 0 and t.throughput_rps >= 0.95 * t.offered_rps and srv.within(slo_bucket(slo_ms / 1e3)) >= 0.99
-        )
+        return t.kept_up and srv.within(slo_bucket(slo_ms / 1e3)) >= 0.99
 
     def row(self, loads: list[float], slo_ms: float) -> dict[str, Any]:
         i = self._target(loads)
