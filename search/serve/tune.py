@@ -135,7 +135,7 @@ def tune(cfg: Config, overrides: list[str]) -> dict[str, Any]:
     rate, results, grid = tu.rate, [], settings_grid(tu)
     target = f"{rate:g} requests/s" if rate else "half the first setting's saturation"
     log.info(
-        "serve-tune: %d settings of %s (trial %s), SLO %g ms (%s), target %s, %gs per load",
+        "serve-tune: %d setting(s) of %s (trial %s), SLO %g ms (%s), target %s, %gs per load",
         *(len(grid), s.model_dir, s.manifest.get("trial"), s.slo_ms, s.slo_source, target, tu.duration_s),
     )
     for i, setting in enumerate(grid, 1):
