@@ -28,8 +28,8 @@ import numpy as np
 from infersearch.cache import atomic_write_text
 from infersearch.device import capabilities
 from infersearch.report_table import table
-from infersearch.serve.artifact import load
-from infersearch.serve.load import ServerSide, offer, request_body, saturate, scrape_durations
+from infersearch.serve.artifact import load, sample_shape
+from infersearch.serve.load import offer_observed, request_body, saturate
 from infersearch.serve.tune import served
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,10 +71,11 @@ def export_variant(overrides: list[str], folder: Path) -> Path:
     return export_trial(trial, folder)  # builds the variant from its config (cached steps reused)
 
 
-def run(model_dir: Path, serve_args: list[str], max_batch: int, max_delay_ms: float, threads: int) -> dict:
+def run(model_dir: Path, shape: tuple[int, ...], serve_args: list[str], max_batch: int, max_delay_ms: float,
+        threads: int) -> dict:  # fmt: skip
     limit = offline(model_dir, max_batch, threads)
     print(f"offline: {limit['samples_per_s']:.0f} samples/s, batch {max_batch} in {limit['batch_ms_p50']:.3f} ms")
-    body = request_body(tuple(load(model_dir, 1).sample_shape))
+    body = request_body(shape)
     args = [f"serve.model_dir={model_dir}", "serve.warmup=20", *serve_args]
     setting = {"max_batch_size": max_batch, "max_delay_ms": max_delay_ms, "threads": threads}
     rows = []
@@ -82,9 +83,7 @@ def run(model_dir: Path, serve_args: list[str], max_batch: int, max_delay_ms: fl
         sat = saturate(url, body, max(8, 2 * max_batch), DURATION_S).throughput_rps
         print(f"saturation (closed loop, {max(8, 2 * max_batch)} clients): {sat:.0f} requests/s")
         for i, share in enumerate(SHARES):
-            before = scrape_durations(url)
-            r = offer(url, body, share * sat, DURATION_S, seed=i)
-            srv = ServerSide.between(before, scrape_durations(url))
+            r, srv = offer_observed(url, body, share * sat, DURATION_S, seed=i)
             rows.append({"share": share, **r.summary(), "server_p99_ms": round(srv.quantile_ms(0.99), 3)})
     return {"offline": limit, "saturation_rps": sat, "loads": rows}
 
@@ -112,7 +111,7 @@ def main(argv: list[str]) -> dict:
             model_dir = export_variant(overrides, Path(tmp))
         manifest = json.loads((model_dir / "manifest.json").read_text())
         name = name or manifest["config"]["study"]["name"]
-        result = run(model_dir, serve_args, max_batch, max_delay, threads)
+        result = run(model_dir, sample_shape(manifest), serve_args, max_batch, max_delay, threads)
     study_ms = (manifest.get("metrics") or {}).get("latency_ms_p50")
     limit, loads = result["offline"], result["loads"]
     half = min(loads, key=lambda r: abs(r["share"] - 0.5))

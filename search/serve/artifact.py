@@ -22,7 +22,7 @@ class Artifact:
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
-        return tuple(int(d) for d in self.manifest["input"]["shape"][1:])
+        return sample_shape(self.manifest)
 
     @property
     def trial(self) -> int | None:
@@ -31,6 +31,11 @@ class Artifact:
     @property
     def study(self) -> str:
         return str((self.manifest.get("config") or {}).get("study", {}).get("name", ""))
+
+
+def sample_shape(manifest: dict[str, Any]) -> tuple[int, ...]:
+    """One sample's shape: the manifest's input shape after its batch axis."""
+    return tuple(int(d) for d in manifest["input"]["shape"][1:])
 
 
 def _sha256(path: Path) -> str:

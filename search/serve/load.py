@@ -27,7 +27,7 @@ class LoadResult:
     elapsed_s: float  # from the first arrival until the last answer
     duration_s: float = 0.0  # how long arrivals were offered
     latencies_ms: list[float] = field(default_factory=list)  # answered 200, from when each was due
-    codes: Counter = field(default_factory=Counter)  # status code (or "timeout", "dropped", "transport")
+    codes: Counter = field(default_factory=Counter)  # status code, or timeout, dropped, transport, unanswered
 
     @property
     def ok(self) -> int:
@@ -157,6 +157,11 @@ async def _open(base_url: str, body: bytes, rate: float, duration_s: float, time
         if tasks:
             await asyncio.wait(tasks, timeout=timeout_s + 1)
         result.elapsed_s = time.perf_counter() - start
+        late = list(tasks)  # still unanswered past the client's timeout: counted, then cancelled cleanly
+        result.codes["unanswered"] += len(late)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
     return result
 
 
@@ -179,6 +184,13 @@ async def _closed(base_url: str, body: bytes, n: int, duration_s: float, timeout
 def offer(base_url: str, body: bytes, rate: float, duration_s: float, timeout_s: float = 5.0, seed: int = 0):
     """Poisson arrivals at ``rate`` requests/s for ``duration_s``."""
     return asyncio.run(_open(base_url, body, rate, duration_s, timeout_s, seed))
+
+
+def offer_observed(base_url: str, body: bytes, rate: float, duration_s: float, seed: int = 0):
+    """``offer``, with the service's own request-duration histogram over the same load."""
+    before = scrape_durations(base_url)
+    result = offer(base_url, body, rate, duration_s, seed=seed)
+    return result, ServerSide.between(before, scrape_durations(base_url))
 
 
 def saturate(base_url: str, body: bytes, clients: int, duration_s: float, timeout_s: float = 5.0) -> LoadResult:

@@ -28,8 +28,8 @@ from infersearch.config import Config, TuneConfig
 from infersearch.device import capabilities
 from infersearch.errors import ConfigError
 from infersearch.report_table import table
-from infersearch.serve.artifact import digest
-from infersearch.serve.load import LoadResult, ServerSide, offer, request_body, saturate, scrape_durations
+from infersearch.serve.artifact import digest, sample_shape
+from infersearch.serve.load import LoadResult, ServerSide, offer_observed, request_body, saturate
 from infersearch.serve.metrics import slo_bucket
 from infersearch.serve.settings import TUNED, tuned_path
 
@@ -116,12 +116,8 @@ def measure(url: str, body: bytes, setting: dict[str, Any], rate: float | None, 
     saturate(url, body, clients, min(1.0, tu.duration_s / 2))  # connections opened, caches warm: not counted
     sat = saturate(url, body, clients, tu.duration_s)
     target = rate or 0.5 * sat.throughput_rps  # no rate given: half of what the first candidate sustains
-    curve, server = [], []
-    for i, share in enumerate(tu.loads):
-        before = scrape_durations(url)
-        curve.append(offer(url, body, share * target, tu.duration_s, seed=i))
-        server.append(ServerSide.between(before, scrape_durations(url)))
-    return Measured(setting, target, sat, curve, server)
+    observed = [offer_observed(url, body, share * target, tu.duration_s, seed=i) for i, share in enumerate(tu.loads)]
+    return Measured(setting, target, sat, [c for c, _ in observed], [v for _, v in observed])
 
 
 def tune(cfg: Config, overrides: list[str]) -> dict[str, Any]:
@@ -129,7 +125,7 @@ def tune(cfg: Config, overrides: list[str]) -> dict[str, Any]:
 
     s = service(cfg, overrides, tuned=False)  # what an earlier serve-tune picked does not bias this one
     tu = cfg.tune
-    body = request_body(tuple(int(d) for d in s.manifest["input"]["shape"][1:]))
+    body = request_body(sample_shape(s.manifest))
     fixed = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~").startswith(("serve.", "tune."))]
     fixed += [f"serve.model_dir={s.model_dir.resolve()}", f"serve.slo_ms={s.slo_ms}"]  # the SLO's bucket
     rate, results, grid = tu.rate, [], settings_grid(tu)
