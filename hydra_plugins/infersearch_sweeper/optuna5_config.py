@@ -3,7 +3,7 @@ hydra-optuna-sweeper (whose releases pin Optuna 2.10): a user of that plugin swi
 ``hydra/sweeper=optuna`` to ``hydra/sweeper=optuna5``. Samplers are ``hydra/sweeper/sampler=<name>``."""
 
 from dataclasses import dataclass, field
-from typing import Any  # no PEP 604 here: OmegaConf reads these at runtime
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -12,12 +12,12 @@ from omegaconf import MISSING
 @dataclass
 class SamplerConfig:
     _target_: str = MISSING
+    seed: int | None = None  # every sampler takes one
 
 
 @dataclass
 class TPESamplerConfig(SamplerConfig):
     _target_: str = "optuna.samplers.TPESampler"
-    seed: int | None = None
     n_startup_trials: int = 10
     n_ei_candidates: int = 24
     multivariate: bool = False
@@ -26,13 +26,11 @@ class TPESamplerConfig(SamplerConfig):
 @dataclass
 class RandomSamplerConfig(SamplerConfig):
     _target_: str = "optuna.samplers.RandomSampler"
-    seed: int | None = None
 
 
 @dataclass
 class CmaEsSamplerConfig(SamplerConfig):
     _target_: str = "optuna.samplers.CmaEsSampler"
-    seed: int | None = None
     sigma0: float | None = None
     use_separable_cma: bool = False
 
@@ -40,7 +38,6 @@ class CmaEsSamplerConfig(SamplerConfig):
 @dataclass
 class NSGAIISamplerConfig(SamplerConfig):
     _target_: str = "optuna.samplers.NSGAIISampler"
-    seed: int | None = None
     population_size: int = 50
     mutation_prob: float | None = None
     crossover_prob: float = 0.9
@@ -55,7 +52,6 @@ class NSGAIIISamplerConfig(NSGAIISamplerConfig):
 @dataclass
 class GPSamplerConfig(SamplerConfig):
     _target_: str = "optuna.samplers.GPSampler"
-    seed: int | None = None
     n_startup_trials: int = 10
     deterministic_objective: bool = False
 
@@ -63,7 +59,6 @@ class GPSamplerConfig(SamplerConfig):
 @dataclass
 class QMCSamplerConfig(SamplerConfig):
     _target_: str = "optuna.samplers.QMCSampler"
-    seed: int | None = None
     qmc_type: str = "sobol"
     scramble: bool = False
 
@@ -74,7 +69,6 @@ class GridSamplerConfig(SamplerConfig):
 
     _target_: str = "optuna.samplers.GridSampler"
     _partial_: bool = True
-    seed: int | None = None
 
 
 SAMPLERS = {
