@@ -181,6 +181,9 @@ class StudyConfig:
     # each scheduled run writes infersearch_<name>.prom here, for node_exporter's textfile collector
     # (last exit status, the recommendation's latency and metric, when); null: no file
     textfile_dir: str | None = "${study.output_dir}"
+    # set by the infersearch sweeper on each job it launches: the stored trial the job measures and tells
+    # (search/study/job.py); null for a job of any other sweeper, which stores a trial of its own
+    trial: int | None = None
 
 
 @dataclass

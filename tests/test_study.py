@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -61,6 +63,32 @@ def test_study_is_in_storage_and_readable_by_plain_optuna(study_run):
             assert t.user_attrs["hypervolume"] >= 0
     lines = [ln for ln in proc.stderr.splitlines() + proc.stdout.splitlines() if "] trial " in ln]
     assert len(lines) >= 6
+
+
+def optuna_cli(out: Path, command: str, name: str = "s1") -> list[dict]:
+    """A plain ``optuna`` CLI command on the study, as JSON."""
+    argv = [str(Path(sys.executable).with_name("optuna")), command, "--study-name", name]
+    proc = subprocess.run(
+        [*argv, "--storage", f"sqlite:///{out / 'study.db'}", "-f", "json"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+def test_plain_optuna_tools_show_each_configuration_once_and_the_front_of_pareto_json(study_run):
+    _, out = study_run
+    trials = optuna_cli(out, "trials")
+    configs = [tuple(sorted(t["params"].items())) for t in trials]
+    assert len(configs) == len(set(configs)) == 6  # the budget: every stored trial was measured, none twice
+    best = {t["number"] for t in optuna_cli(out, "best-trials")}
+    study = load(out, "s1")
+    confirmed = set(study.user_attrs["confirmation"])  # the front as first measured, re-timed side by side
+    assert best == {int(n) for n in confirmed} and best
+    pareto = {m["number"] for m in json.loads((out / "pareto.json").read_text())}
+    assert pareto <= best  # the confirmation may move a member off, never one on
+    proposals = study.user_attrs["proposals"]  # what the sampler proposed that was not stored
+    assert set(proposals) == {"repeated", "refused", "in_flight"}
+    assert all(isinstance(v, int) and v >= 0 for v in proposals.values())
 
 
 def test_pareto_json_equals_a_brute_force_filter_of_trials_csv(study_run):

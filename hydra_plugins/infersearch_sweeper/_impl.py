@@ -11,6 +11,7 @@ import itertools
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +27,20 @@ from optuna.trial import TrialState
 from infersearch.baseline import baseline_key, load_task
 from infersearch.config import StudyConfig, with_metric
 from infersearch.errors import ConfigError
-from infersearch.optuna_compat import heartbeat
+from infersearch.optuna_compat import heartbeat, pop_waiting, start_trial, suggest
 from infersearch.secrets import mask_url
 from infersearch.study.confirm import confirm_front
 from infersearch.study.export import export_trial
 from infersearch.study.outcome import EXIT_OK, Outcome, check_model, conclude
 from infersearch.study.pareto import feasible, front
+from infersearch.study.proposals import Proposals, evaluated
 from infersearch.study.record import (
     FINISHED,
+    canonical,
     counts,
     failure_record,
     find_previous,
     in_flight,
-    reuse,
     success_record,
     tell,
 )
@@ -53,6 +55,12 @@ from infersearch.trial import check
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Launch:
+    stored: optuna.Trial  # the study's trial
+    proposal: optuna.Trial | None  # the sampler's (search/study/proposals.py); None for a queued retry
+
+
 def measured_count(study) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False, states=FINISHED) if counts(t))
 
@@ -62,10 +70,6 @@ def over_budget(study, trial, n_trials: int) -> bool:
     trials asked before it (lower numbers, any worker) leave it a place."""
     earlier = [t for t in in_flight(study) if t.number < trial.number]
     return measured_count(study) + len(earlier) >= n_trials
-
-
-def evaluated_params(study) -> set[tuple]:
-    return {tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False, states=FINISHED)}
 
 
 def job_value(ret: Any) -> Any:
@@ -119,6 +123,9 @@ class InfersearchSweeperImpl:
         self.launcher = None
         self.tracker: Tracker | None = None
         self.job_idx = 0
+        self.proposals: Proposals | None = None
+        self.said: set[Any] = set()
+        self.refusals: dict[tuple, ConfigError | None] = {}
         self.began = time.monotonic()  # the whole run, for the textfile's duration
         self.started = (self.began, 0)  # when this sweep's trials began, and the measured trials then
 
@@ -168,8 +175,9 @@ class InfersearchSweeperImpl:
         study.set_user_attr("metric", {"name": task.metric.name, "direction": task.metric.direction})  # for reports
         self.tracker = Tracker(OmegaConf.to_object(self.config.tracking), st)
         study.set_user_attr("space", {k: repr(d) for k, d in dists.items()})
+        self.proposals = Proposals(st, dists)
         if st.warm_start and not study.get_trials(deepcopy=False):
-            self._warm_start(study, dists)
+            self._warm_start(dists)
         log.info(
             "study %r in %s: %d measured trials so far, budget %d",
             st.name,
@@ -177,9 +185,25 @@ class InfersearchSweeperImpl:
             measured_count(study),
             st.n_trials,
         )
-        size, streak = grid_size(dists), 0
         self.started = (time.monotonic(), measured_count(study))  # for the trial lines' progress
         self._report_refusals(dists)
+        self._trials(study, st, dists, fixed)
+        self._confirm(study, st)
+        summary = write_report(study, st)
+        log.info("\n%s", summary_text(summary, st))
+        model_dir = None
+        if st.export and summary.recommended is not None:
+            try:
+                model_dir = export_trial(summary.recommended, Path(st.output_dir))
+                log.info("recommended model exported to %s (manifest.json says how to load it)", model_dir)
+            except Exception as exc:  # the study and its report stand; say why the file is missing
+                log.error("could not export the recommended model: %s: %s", type(exc).__name__, exc)
+        self.tracker.log_study(study, summary, model_dir)
+        return conclude(study, summary, st)
+
+    def _trials(self, study, st: StudyConfig, dists, fixed) -> None:
+        """Batches of trials until the budget, the time, the space or the sampler's new ideas run out."""
+        size, streak = grid_size(dists), 0
         deadline = None if st.timeout is None else time.monotonic() + st.timeout
         while True:
             optuna.storages.fail_stale_trials(study)  # dead workers' trials: failed, then retried once
@@ -194,7 +218,8 @@ class InfersearchSweeperImpl:
                 time.sleep(0.5)
                 continue
             done = finished + running
-            if size is not None and len(evaluated_params(study)) >= size:
+            self.proposals.sync(study)
+            if size is not None and len(evaluated(self.proposals.study)) >= size:
                 log.info("every one of the %d configurations of the space has been evaluated", size)
                 break
             if streak >= self.max_reuse_streak:
@@ -204,18 +229,7 @@ class InfersearchSweeperImpl:
             if self._failing(study, st):
                 log.error("more than %.0f%% of measured trials failed: stopping the sweep", 100 * st.max_failure_rate)
                 break
-        self._confirm(study, st)
-        summary = write_report(study, st)
-        log.info("\n%s", summary_text(summary, st))
-        model_dir = None
-        if st.export and summary.recommended is not None:
-            try:
-                model_dir = export_trial(summary.recommended, Path(st.output_dir))
-                log.info("recommended model exported to %s (manifest.json says how to load it)", model_dir)
-            except Exception as exc:  # the study and its report stand; say why the file is missing
-                log.error("could not export the recommended model: %s: %s", type(exc).__name__, exc)
-        self.tracker.log_study(study, summary, model_dir)
-        return conclude(study, summary, st)
+        self.proposals.store_tally(study)
 
     def _confirm(self, study, st: StudyConfig) -> None:
         """Re-time the front and the previous run's recommendation side by side (search/study/confirm.py),
@@ -234,6 +248,12 @@ class InfersearchSweeperImpl:
 
     def refusal(self, params: dict[str, Any]) -> ConfigError | None:
         """What the job would refuse before doing any work (device, precision, bit-width, ranges)."""
+        key = tuple(sorted(params.items()))
+        if key not in self.refusals:
+            self.refusals[key] = self._refusal(params)
+        return self.refusals[key]
+
+    def _refusal(self, params: dict[str, Any]) -> ConfigError | None:
         cfg = self.config.copy()
         with open_dict(cfg):
             del cfg["hydra"]
@@ -245,13 +265,13 @@ class InfersearchSweeperImpl:
             return exc
         return None
 
-    def _warm_start(self, study, dists) -> None:
-        """Enqueue the fast corner once per engine (search/study/warm_start.py). Several workers on a
-        fresh study may all do this; a seed already queued is skipped, a duplicate is reused."""
+    def _warm_start(self, dists) -> None:
+        """Queue the fast corner once per engine (search/study/warm_start.py) for the sampler. Several
+        workers on a fresh study may all do this: a seed another worker measured is repeated, not measured."""
         defaults = {k: v for k in dists if (v := OmegaConf.select(self.config, k)) is not None}
         seeds = [self._runnable(seed, dists) for seed in warm_start_trials(dists, defaults)]
         for params in seeds:
-            study.enqueue_trial(params, user_attrs={"warm_start": True}, skip_if_exists=True)
+            self.proposals.enqueue(params, {"warm_start": True})
         if seeds:
             log.info("warm start: %d seed configurations queued before the sampler's own", len(seeds))
 
@@ -279,71 +299,88 @@ class InfersearchSweeperImpl:
 
     def _batch(self, study, st, dists, fixed, n, streak) -> int:
         """Ask up to ``n`` trials, launch the new configurations together, tell every outcome; the streak
-        of proposals that launched nothing (reused, refused, in flight) goes on or restarts."""
-        launch, dups, settled = self._ask(study, st, dists, fixed, n)
+        of proposals that launched nothing (repeated, refused, in flight) goes on or restarts."""
+        launch, dups, settled = self._ask(study, st, dists, n)
         if launch:
             self._launch(study, st, fixed, launch)
-        for trial, first in dups:
-            reuse(study, trial, study.get_trials(deepcopy=False)[first.number])
+        trials = study.get_trials(deepcopy=False)
+        for proposal, first in dups:
+            self.proposals.repeat(proposal, trials[first.stored.number])
         return 0 if launch else streak + settled
 
-    def _ask(self, study, st, dists, fixed, n) -> tuple[list, list, int]:
-        """(trials to launch, (duplicate, first) pairs within this batch, trials settled without a launch)."""
+    def _ask(self, study, st, dists, n) -> tuple[list[Launch], list, int]:
+        """(trials to launch, (proposal, launch) pairs repeating one within this batch, proposals settled)."""
         launch, dups, pending, settled = [], [], {}, 0
         for _ in range(n):
-            trial = study.ask(dists)
-            if over_budget(study, trial, st.n_trials):  # another worker took the last place meanwhile
-                record = failure_record(RuntimeError("budget reached"), [], {"over_budget": True}, refused=True)
-                tell(study, trial, record)
-                break
-            if self._settle(study, st, trial, fixed):
-                settled += 1
-                continue
-            key = tuple(sorted(trial.params.items()))
-            if key in pending:
-                dups.append((trial, pending[key]))
+            proposal, stored = None, pop_waiting(study)  # a dead worker's trial, queued again by the heartbeat
+            if stored is None:
+                proposal = self.proposals.ask(study)
+                key = tuple(sorted(canonical(proposal.params).items()))
+                if key in pending:  # told the launched one's outcome once it has one
+                    dups.append((proposal, pending[key]))
+                    continue
+                if self._settle(study, st, proposal):
+                    settled += 1
+                    continue
+                stored = start_trial(study, proposal.params, dists, dict(proposal.user_attrs))
             else:
-                pending[key] = trial
-                launch.append(trial)
+                for name, dist in dists.items():
+                    suggest(stored, name, dist)
+            if over_budget(study, stored, st.n_trials):  # another worker took the last place meanwhile
+                tell(study, stored, failure_record(RuntimeError("budget reached"), [], {"over_budget": True}, True))
+                if proposal is not None:
+                    self.proposals.drop(proposal)
+                break
+            pending[tuple(sorted(canonical(stored.params).items()))] = item = Launch(stored, proposal)
+            launch.append(item)
         return launch, dups, settled
 
-    def _settle(self, study, st, trial, fixed) -> bool:
-        """Tell ``trial`` without launching it when its configuration was measured (reused), is refused,
-        or is being measured by another worker (in flight); True when it was told."""
-        previous = find_previous(study, trial.params)
+    def _settle(self, study, st, proposal) -> bool:
+        """Tell the sampler, without launching, a configuration measured before (repeated), one this device
+        refuses, or one another worker is measuring (in flight); True when it was one of those."""
+        params = " ".join(f"{k}={v}" for k, v in proposal.params.items())
+        previous = find_previous(study, proposal.params)
         if previous is not None:
-            frozen = reuse(study, trial, previous)
-            log.info("%s", self._line(study, st, frozen, False, f" (reused from trial {previous.number})"))
+            self.proposals.repeat(proposal, previous)
+            if self._first(previous.number):  # the sampler re-proposes a set many times in a row: say it once
+                log.info("proposed again: %s -> trial %d's outcome, not measured again", params, previous.number)
             return True
-        refused = self.refusal(trial.params)
+        refused = self.refusal(proposal.params)
         if refused is not None:
-            frozen = tell(study, trial, failure_record(refused, list(fixed), refused=True))
-            log.info("%s", self._line(study, st, frozen, False, " (refused, not launched)"))
+            self.proposals.refuse(proposal, "refused")
+            if self._first(str(refused)):
+                log.info("refused, not launched: %s -> %s (said once per reason)", params, refused)
             return True
-        busy = [t for t in in_flight(study, trial.params) if t.number != trial.number]
-        if busy:
-            error = RuntimeError(f"in flight in trial {busy[0].number}")
-            tell(study, trial, failure_record(error, [], {"in_flight_of": busy[0].number}, refused=True))
+        if in_flight(study, proposal.params):
+            self.proposals.refuse(proposal, "in_flight")
             return True
         return False
 
-    def _launch(self, study, st, fixed, launch) -> None:
+    def _first(self, key: Any) -> bool:
+        """Whether ``key`` (a repeated trial, a refusal's reason) is said for the first time in this run."""
+        first = key not in self.said
+        self.said.add(key)
+        return first
+
+    def _launch(self, study, st, fixed, launch: list[Launch]) -> None:
         """The trials as Hydra jobs through the launcher, with Optuna's heartbeats while they run."""
-        overrides = [[*fixed, *(override_line(k, v) for k, v in t.params.items())] for t in launch]
+        overrides = [[*fixed, *(override_line(k, v) for k, v in t.stored.params.items())] for t in launch]
         with contextlib.ExitStack() as beats:
             for t in launch:
-                beats.enter_context(heartbeat(t, study))
+                beats.enter_context(heartbeat(t.stored, study))
             try:
                 returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
             except Exception as exc:  # a launcher worker died (segfault in a joblib worker, lost node)
                 returns = [exc] * len(launch)
         self.job_idx += len(launch)
-        for trial, ov, ret in zip(launch, overrides, returns):
+        for item, ov, ret in zip(launch, overrides, returns):
             try:
                 record = success_record(study, job_value(ret), st, ov)
             except Exception as exc:  # the job raised (or its result lacks an objective): a failed trial
                 record = failure_record(exc, ov)
-            frozen = tell(study, trial, record)
+            frozen = tell(study, item.stored, record)
+            if item.proposal is not None:
+                self.proposals.outcome(item.proposal, frozen)
             on_front = frozen.number in {t.number for t in study.best_trials}
             log.info("%s", self._line(study, st, frozen, on_front))
             self.tracker.log_trial(frozen, on_front)

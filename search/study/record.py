@@ -108,13 +108,6 @@ def tell(study: optuna.Study, trial: optuna.Trial, record: Record) -> FrozenTria
         return study.get_trials(deepcopy=False)[trial.number]
 
 
-def reuse(study: optuna.Study, trial: optuna.Trial, previous: FrozenTrial) -> FrozenTrial:
-    """The same parameters were evaluated before: copy the stored result, do not measure again."""
-    attrs = dict(previous.user_attrs) | {"reused_from": previous.number, "measured": False}
-    values = previous.values if previous.state == TrialState.COMPLETE else None
-    return tell(study, trial, Record(values, dict(previous.constraints), attrs, previous.state))
-
-
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 
 
@@ -146,12 +139,10 @@ def find_previous(study: optuna.Study, params: Mapping[str, Any]) -> FrozenTrial
     """A finished trial that built the same variant (:func:`canonical`) and that this project told
     (a trial failed by the heartbeat, whose worker died, carries no record and is retried instead)."""
     wanted = canonical(params)
-    for t in study.get_trials(deepcopy=False, states=FINISHED):
-        ua = t.user_attrs
-        reusable = counts(t) or (told(t) and ua.get("refused") and not {"in_flight_of", "over_budget"} & set(ua))
-        if canonical(t.params) == wanted and reusable and "reused_from" not in ua:
-            return t
-    return None
+    return next(
+        (t for t in study.get_trials(deepcopy=False, states=FINISHED) if counts(t) and canonical(t.params) == wanted),
+        None,
+    )
 
 
 def in_flight(study: optuna.Study, params: Mapping[str, Any] | None = None) -> list[FrozenTrial]:

@@ -34,8 +34,7 @@ class Summary:
     n_trials: int
     n_complete: int
     n_failed: int
-    n_refused: int
-    n_reused: int
+    proposals: dict[str, int]  # the sampler's proposals that launched nothing (search/study/proposals.py)
     n_infeasible: int
     front: list[FrozenTrial]
     recommended: FrozenTrial | None
@@ -172,13 +171,11 @@ def write_report(study: optuna.Study, st: StudyConfig, out_dir: str | Path | Non
         atomic_write_text(files["recommendation"], json.dumps(rec, indent=2, default=str))
     files["plot"] = out / "pareto.png"
     atomic_write_bytes(files["plot"], plot_png(trials, members, recommended, st))
-    ua = [t.user_attrs for t in trials]
     return Summary(
         n_trials=len(trials),
         n_complete=sum(t.state == TrialState.COMPLETE for t in trials),
         n_failed=sum(t.state == TrialState.FAIL for t in trials),
-        n_refused=sum(bool(a.get("refused")) for a in ua),
-        n_reused=sum("reused_from" in a for a in ua),
+        proposals=dict(study.user_attrs.get("proposals") or {}),
         n_infeasible=sum(t.state == TrialState.COMPLETE and not feasible(t) for t in trials),
         front=members,
         recommended=recommended,
@@ -215,10 +212,15 @@ def _metric_name(trials: list[FrozenTrial]) -> str:
     return next((t.user_attrs["metric"]["name"] for t in trials if "metric" in t.user_attrs), "accuracy")
 
 
+def proposals_text(counts: dict[str, int]) -> str:
+    p = {k: counts.get(k, 0) for k in ("repeated", "refused", "in_flight")}
+    return f"{p['repeated']} repeats, {p['refused']} refused, {p['in_flight']} in flight elsewhere"
+
+
 def summary_text(summary: Summary, st: StudyConfig) -> str:
     lines = [
         f"study {st.name!r}: {summary.n_trials} trials, {summary.n_complete} complete, {summary.n_failed} failed, "
-        f"{summary.n_refused} refused, {summary.n_reused} reused, {summary.n_infeasible} infeasible",
+        f"{summary.n_infeasible} infeasible; not stored, the sampler's {proposals_text(summary.proposals)}",
         f"Pareto front ({len(summary.front)} feasible, non-dominated; * = recommended):",
         front_table(summary, st) if summary.front else "  (empty: no feasible configuration)",
     ]
