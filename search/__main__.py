@@ -52,26 +52,33 @@ def run(cfg: DictConfig, output_dir: Path | None = None, early: bool = False) ->
     return result
 
 
-def run_recorded(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, Any]:
-    """A job from another sweeper (Hydra's basic grid): evaluate, then record it in the study."""
+def run_in_study(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, Any]:
+    """A multirun job: evaluate, then record the outcome in the study (search/study/job.py), whichever
+    sweeper launched it. A job of the infersearch sweeper's (``study.trial`` set) may stop early, and
+    that sweeper logs it to W&B; any other sweeper's job runs to the end and logs itself."""
     from infersearch.baseline import load_task
     from infersearch.config import with_metric
-    from infersearch.study.record import record_external
+    from infersearch.study.job import record_job
     from infersearch.study.space import build_space
+    from infersearch.study.storage import open_study
     from infersearch.tracking import Tracker
 
     typed = to_config(cfg)
     metric = load_task(cfg.model).metric
     st = with_metric(typed.study, metric.name, metric.direction)
+    study = open_study(st)
     dists, _ = build_space(OmegaConf.to_container(cfg.space, resolve=True) or {}, [])
-    tracker = Tracker(typed.tracking, st)
+    held = st.trial is not None
+    result, error = None, None
     try:
-        result = run(cfg, output_dir)
+        result = run(cfg, output_dir, early=held)
     except Exception as exc:
-        tracker.log_trial(record_external(cfg, st, dists, None, exc, overrides), False)
-        raise
-    frozen = record_external(cfg, st, dists, result, None, overrides)
-    tracker.log_trial(frozen, False)
+        error = exc
+    frozen = record_job(study, st, cfg, dists, result, error, overrides)
+    if not held:
+        Tracker(typed.tracking, st).log_trial(frozen, False)
+    if error is not None:
+        raise error
     return result
 
 
@@ -80,9 +87,7 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
     hc = HydraConfig.get()
     output_dir = Path(hc.runtime.output_dir)
     if hc.mode == RunMode.MULTIRUN:
-        if hc.sweeper._target_.endswith("InfersearchSweeper"):
-            return run(cfg, output_dir, early=True)  # the sweeper records a raised error as a failed trial
-        return run_recorded(cfg, output_dir, list(hc.overrides.task))
+        return run_in_study(cfg, output_dir, list(hc.overrides.task))
     try:
         result = run(cfg, output_dir)
     except (ConfigError, StepFailed) as exc:  # one line, no traceback: the step and the library's message

@@ -31,6 +31,7 @@ from infersearch.optuna_compat import heartbeat, pop_waiting, start_trial, sugge
 from infersearch.secrets import mask_url
 from infersearch.study.confirm import confirm_front
 from infersearch.study.export import export_trial
+from infersearch.study.job import TRIAL_KEY, task_overrides
 from infersearch.study.outcome import EXIT_OK, Outcome, check_model, conclude
 from infersearch.study.pareto import feasible, front
 from infersearch.study.proposals import Proposals, evaluated
@@ -41,7 +42,6 @@ from infersearch.study.record import (
     failure_record,
     find_previous,
     in_flight,
-    success_record,
     tell,
 )
 from infersearch.study.report import summary_text, write_report
@@ -72,14 +72,13 @@ def over_budget(study, trial, n_trials: int) -> bool:
     return measured_count(study) + len(earlier) >= n_trials
 
 
-def job_value(ret: Any) -> Any:
-    """A launched job's return value, or its exception raised, without the "Error executing job with
-    overrides" line Hydra's ``return_value`` writes to stderr: the trial line already says what failed."""
-    if isinstance(ret, Exception):
-        raise ret
+def job_error(ret: Any) -> BaseException:
+    """Why a launched job left its trial untold: its exception, or that it returned without telling."""
+    if isinstance(ret, BaseException):
+        return ret
     if ret.status == JobStatus.FAILED:
-        raise ret._return_value
-    return ret.return_value
+        return ret._return_value
+    return RuntimeError("the job returned without recording its trial")
 
 
 def clock(seconds: float) -> str:
@@ -363,8 +362,13 @@ class InfersearchSweeperImpl:
         return first
 
     def _launch(self, study, st, fixed, launch: list[Launch]) -> None:
-        """The trials as Hydra jobs through the launcher, with Optuna's heartbeats while they run."""
-        overrides = [[*fixed, *(override_line(k, v) for k, v in t.stored.params.items())] for t in launch]
+        """The trials as Hydra jobs through the launcher, with Optuna's heartbeats while they run. Each job
+        tells its own trial (search/study/job.py); one that could not (its process died, the launcher
+        failed) is told failed here."""
+        overrides = [
+            [*fixed, *(override_line(k, v) for k, v in t.stored.params.items()), f"{TRIAL_KEY}={t.stored.number}"]
+            for t in launch
+        ]
         with contextlib.ExitStack() as beats:
             for t in launch:
                 beats.enter_context(heartbeat(t.stored, study))
@@ -374,11 +378,9 @@ class InfersearchSweeperImpl:
                 returns = [exc] * len(launch)
         self.job_idx += len(launch)
         for item, ov, ret in zip(launch, overrides, returns):
-            try:
-                record = success_record(study, job_value(ret), st, ov)
-            except Exception as exc:  # the job raised (or its result lacks an objective): a failed trial
-                record = failure_record(exc, ov)
-            frozen = tell(study, item.stored, record)
+            frozen = study.get_trials(deepcopy=False)[item.stored.number]
+            if frozen.state == TrialState.RUNNING:
+                frozen = tell(study, item.stored, failure_record(job_error(ret), task_overrides(ov)))
             if item.proposal is not None:
                 self.proposals.outcome(item.proposal, frozen)
             on_front = frozen.number in {t.number for t in study.best_trials}

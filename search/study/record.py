@@ -1,25 +1,21 @@
 """How a trial's result becomes Optuna values, constraints and attributes.
 
 Everything a report needs is stored on the trial, so reports and the front can
-be rebuilt from storage alone. One function builds the record; the sweeper
-applies it with ask/tell, a job launched by another sweeper with ``add_trial``.
+be rebuilt from storage alone. One function builds the record and one tells it
+(search/study/job.py: the job that measured the trial).
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from omegaconf import DictConfig, OmegaConf
-from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from infersearch.config import StudyConfig, allowed_drop
 from infersearch.errors import ConfigError, TrialRejected, error_line
-from infersearch.optuna_compat import contains
 from infersearch.study.pareto import complete_values, feasible, hypervolume, is_finite, reference_point, within
 from infersearch.study.storage import directions
 
@@ -149,43 +145,3 @@ def in_flight(study: optuna.Study, params: Mapping[str, Any] | None = None) -> l
     """Running trials (other workers'), optionally those with these params."""
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     return [t for t in running if params is None or canonical(t.params) == canonical(params)]
-
-
-def record_external(
-    cfg: DictConfig,
-    st: StudyConfig,
-    dists: Mapping[str, BaseDistribution],
-    result: Mapping[str, Any] | None,
-    exc: BaseException | None,
-    overrides: list[str],
-) -> FrozenTrial:
-    """Record a job that another sweeper (Hydra's basic grid) launched, in the same study.
-
-    Its values for the space's keys become Optuna params where the space's
-    distribution admits them; all of them are in the ``params`` attribute.
-    """
-    from infersearch.study.storage import open_study
-
-    study = open_study(st, sampler=optuna.samplers.RandomSampler())
-    params, used = {}, {}
-    for key, dist in dists.items():
-        value = OmegaConf.select(cfg, key)
-        try:
-            internal = dist.to_internal_repr(value)
-        except (ValueError, TypeError):
-            continue
-        if contains(dist, internal):
-            params[key], used[key] = value, dist
-    record = success_record(study, result, st, overrides) if exc is None else failure_record(exc, overrides)
-    uid = uuid.uuid4().hex
-    frozen = optuna.trial.create_trial(
-        state=record.state,
-        values=record.values,
-        params=params,
-        distributions=used,
-        user_attrs=record.user_attrs | {"launched_by": "hydra basic sweeper", "uid": uid},
-        constraints=record.constraints or None,
-    )
-    study.add_trial(frozen)
-    # add_trial numbers the trial in storage; find it again (other jobs may be adding theirs)
-    return next(t for t in reversed(study.get_trials(deepcopy=False)) if t.user_attrs.get("uid") == uid)

@@ -122,12 +122,13 @@ def _create(st: StudyConfig, url: str, sampler: BaseSampler, attempts: int = 4) 
     the losers retry after a short, jittered wait and then find them made."""
 
     def create() -> optuna.Study:
+        storage = make_storage(url, st)
+        try:  # an existing study is loaded without Optuna's "Using an existing study" line in every job
+            return optuna.load_study(study_name=st.name, storage=storage, sampler=sampler)
+        except KeyError:
+            pass
         return optuna.create_study(
-            study_name=st.name,
-            storage=make_storage(url, st),
-            directions=directions(st),
-            sampler=sampler,
-            load_if_exists=True,
+            study_name=st.name, storage=storage, directions=directions(st), sampler=sampler, load_if_exists=True
         )
 
     for _ in range(attempts - 1):
