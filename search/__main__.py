@@ -56,6 +56,8 @@ def run_in_study(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dic
     """A multirun job: evaluate, then record the outcome in the study (search/study/job.py), whichever
     sweeper launched it. A job of the infersearch sweeper's (``study.trial`` set) may stop early, and
     that sweeper logs it to W&B; any other sweeper's job runs to the end and logs itself."""
+    import optuna
+
     from infersearch.baseline import load_task
     from infersearch.config import with_metric
     from infersearch.study.job import record_job
@@ -66,7 +68,7 @@ def run_in_study(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dic
     typed = to_config(cfg)
     metric = load_task(cfg.model).metric
     st = with_metric(typed.study, metric.name, metric.direction)
-    study = open_study(st)
+    study = open_study(st, sampler=optuna.samplers.RandomSampler())  # the job tells, never samples
     dists, _ = build_space(OmegaConf.to_container(cfg.space, resolve=True) or {}, [])
     held = st.trial is not None
     result, error = None, None
@@ -87,7 +89,7 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
     hc = HydraConfig.get()
     output_dir = Path(hc.runtime.output_dir)
     if hc.mode == RunMode.MULTIRUN:
-        return run_in_study(cfg, output_dir, list(hc.overrides.task))
+        return run_in_study(cfg, output_dir, OmegaConf.to_container(hc.overrides.task))  # unresolved: no secrets
     try:
         result = run(cfg, output_dir)
     except (ConfigError, StepFailed) as exc:  # one line, no traceback: the step and the library's message

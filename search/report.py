@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from infersearch.config import StudyConfig, with_metric
 from infersearch.errors import ConfigError
 from infersearch.secrets import mask_url
+from infersearch.study.attrs import attrs_of
 from infersearch.study.report import summary_text, write_report
 from infersearch.study.storage import make_storage, open_study, storage_url
 from infersearch.tracking import Tracker
@@ -48,7 +49,7 @@ def stored_metric(st: StudyConfig) -> tuple[str, str]:
         return "accuracy", "maximize"
     except Exception as exc:
         raise ConfigError("study.storage", mask_url(f"cannot open {url}: {type(exc).__name__}: {exc}")) from exc
-    recorded = (t.user_attrs["metric"] for t in study.get_trials(deepcopy=False) if "metric" in t.user_attrs)
+    recorded = (m for t in study.get_trials(deepcopy=False) if (m := attrs_of(t).metric))
     metric = study.user_attrs.get("metric") or next(recorded, {"name": "accuracy", "direction": "maximize"})
     return metric["name"], metric["direction"]
 

@@ -114,31 +114,32 @@ class Tracker:
         self.pause()
 
     def _log_trial(self, trial: FrozenTrial, on_front: bool) -> None:
+        from infersearch.study.attrs import attrs_of
         from infersearch.study.pareto import feasible
 
-        ua = trial.user_attrs
+        a = attrs_of(trial)
         run = self._init(
             id=run_id(self.st.name, trial.number),
             name=f"{self.st.name}-trial-{trial.number}",
             job_type="trial",
-            config={"params": dict(trial.params), **(ua.get("config") or {})},
+            config={"params": dict(trial.params), **a.config},
         )
-        for epoch, loss in enumerate((ua.get("history") or {}).get("recover_loss", [])):
+        for epoch, loss in enumerate(a.history.get("recover_loss", [])):
             run.log({"recover/epoch": epoch, "recover/loss": loss})
-        env = ua.get("env") or {}
+        env = a.env
         run.summary.update(
             {
-                **(ua.get("metrics") or {}),
+                **a.metrics,
                 "trial": trial.number,
                 "state": trial.state.name,
                 "on_front": on_front,
                 "feasible": feasible(trial),
                 "constraints": dict(trial.constraints),
-                "hypervolume": ua.get("hypervolume"),
-                "kernels": "emulated" if env.get("emulated") else "real",
+                "hypervolume": a.hypervolume,
+                "kernels": "emulated" if a.emulated else "real",
                 "env": {k: env.get(k) for k in ("device", "device_name", "torch", "threads", "engine", "passes")},
-                "baseline": ua.get("baseline") or {},
-                "error": ua.get("error", ""),
+                "baseline": a.baseline,
+                "error": a.error,
             }
         )
         run.finish()
@@ -149,6 +150,7 @@ class Tracker:
     def _log_study(self, study: optuna.Study, summary, model_dir: Path | None) -> None:
         import wandb
 
+        from infersearch.study.attrs import attrs_of
         from infersearch.study.record import counts
         from infersearch.study.report import front_rows, trial_rows
 
@@ -156,7 +158,7 @@ class Tracker:
         measured = [t for t in study.get_trials(deepcopy=False) if counts(t)]
         for t in measured:
             if t.state == TrialState.COMPLETE:
-                run.log({"trial": t.number, "hypervolume": t.user_attrs.get("hypervolume", 0.0)})
+                run.log({"trial": t.number, "hypervolume": attrs_of(t).hypervolume or 0.0})
         trials = _table(trial_rows(study, self.st))
         log_items = {"trials": trials, "pareto_front": _table(front_rows(summary, self.st))}
         quality = self.st.objectives[0].metric  # the model's metric, under its own name (config.with_metric)
@@ -174,9 +176,7 @@ class Tracker:
                 "n_trials": summary.n_trials,
                 "n_failed": summary.n_failed,
                 "front_size": len(summary.front),
-                "recommendation": {"trial": rec.number, "rule": summary.rule, **rec.user_attrs.get("params", {})}
-                if rec
-                else None,
+                "recommendation": {"trial": rec.number, "rule": summary.rule, **attrs_of(rec).params} if rec else None,
             }
         )
         if model_dir is not None and (model_dir / "manifest.json").exists():

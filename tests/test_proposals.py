@@ -8,6 +8,7 @@ from optuna.trial import TrialState
 
 from infersearch.config import StudyConfig, with_metric
 from infersearch.optuna_compat import start_trial
+from infersearch.study.attrs import TrialAttrs
 from infersearch.study.proposals import Proposals, evaluated
 from infersearch.study.record import Record, tell
 
@@ -21,7 +22,7 @@ def stored_study() -> optuna.Study:
 
 def measured(study: optuna.Study, params: dict, values: list[float]) -> optuna.trial.FrozenTrial:
     trial = start_trial(study, params, DISTS, {})
-    return tell(study, trial, Record(values, {"max_drop": -0.1}, {"measured": True}))
+    return tell(study, trial, Record(values, {"max_drop": -0.1}, TrialAttrs(measured=True)))
 
 
 def test_repeats_and_refusals_reach_the_sampler_but_not_the_stored_study():

@@ -1,118 +1,45 @@
-"""Asks Optuna for ``study.n_jobs`` trials, launches them as Hydra jobs through the
-configured launcher, and tells Optuna each result; at the end writes the report.
+"""The infersearch sweeper: opens the study, queues the warm start, says what this device refuses, runs the
+shared loop (_loop.py) with its hooks (_hooks.py), then confirms the front, writes the report, exports the
+recommendation, logs the study to W&B and exits with the run's status.
 
 Hydra's plugin scan skips modules whose name starts with ``_``: this one, with torch and the search code
 behind it, is imported only when a sweep with this sweeper starts (sweeper.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import optuna
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
-from hydra.core.utils import JobStatus
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.distributions import CategoricalDistribution
-from optuna.trial import TrialState
 
+from hydra_plugins.infersearch_sweeper._hooks import InfersearchHooks, measured_count
+from hydra_plugins.infersearch_sweeper._loop import run_loop
 from infersearch.baseline import baseline_key, load_task
 from infersearch.config import StudyConfig, with_metric
 from infersearch.errors import ConfigError
-from infersearch.optuna_compat import heartbeat, pop_waiting, start_trial, suggest
 from infersearch.secrets import mask_url
 from infersearch.study.confirm import confirm_front
 from infersearch.study.export import export_trial
-from infersearch.study.job import TRIAL_KEY, task_overrides
 from infersearch.study.outcome import EXIT_OK, Outcome, check_model, conclude
-from infersearch.study.pareto import feasible, front
-from infersearch.study.proposals import Proposals, evaluated
-from infersearch.study.record import (
-    FINISHED,
-    canonical,
-    counts,
-    failure_record,
-    find_previous,
-    in_flight,
-    tell,
-)
+from infersearch.study.pareto import front
+from infersearch.study.proposals import Proposals
 from infersearch.study.report import summary_text, write_report
-from infersearch.study.space import build_space, grid, grid_size, override_line
-from infersearch.study.storage import directions, open_study, storage_url
+from infersearch.study.space import build_space, grid, grid_size
+from infersearch.study.storage import open_study, storage_url
 from infersearch.study.textfile import write_sweep_metrics
 from infersearch.study.warm_start import warm_start_trials
 from infersearch.tracking import Tracker
 from infersearch.trial import check
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Launch:
-    stored: optuna.Trial  # the study's trial
-    proposal: optuna.Trial | None  # the sampler's (search/study/proposals.py); None for a queued retry
-
-
-def measured_count(study) -> int:
-    return sum(1 for t in study.get_trials(deepcopy=False, states=FINISHED) if counts(t))
-
-
-def over_budget(study, trial, n_trials: int) -> bool:
-    """Exact budget across workers: a trial may start only if the measured trials plus the running
-    trials asked before it (lower numbers, any worker) leave it a place."""
-    earlier = [t for t in in_flight(study) if t.number < trial.number]
-    return measured_count(study) + len(earlier) >= n_trials
-
-
-def job_error(ret: Any) -> BaseException:
-    """Why a launched job left its trial untold: its exception, or that it returned without telling."""
-    if isinstance(ret, BaseException):
-        return ret
-    if ret.status == JobStatus.FAILED:
-        return ret._return_value
-    return RuntimeError("the job returned without recording its trial")
-
-
-def clock(seconds: float) -> str:
-    minutes, s = divmod(int(seconds), 60)
-    h, m = divmod(minutes, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-def objective_text(trial, study_cfg: StudyConfig) -> str:
-    return " ".join(f"{o.metric}={v:.4g}" for o, v in zip(study_cfg.objectives, trial.values))
-
-
-def progress(study, study_cfg: StudyConfig, started: float, measured_before: int) -> str:
-    """Budget used, time spent and left (at this run's pace so far), and the best so far: the feasible
-    front member best on the study's last objective (the fastest, with the default objectives)."""
-    done, elapsed = measured_count(study), time.monotonic() - started
-    parts = [f"{done}/{study_cfg.n_trials} measured", f"{clock(elapsed)} elapsed"]
-    if done < study_cfg.n_trials and done > measured_before:
-        parts.append(f"~{clock(elapsed / (done - measured_before) * (study_cfg.n_trials - done))} left")
-    members = front(study)  # feasible trials only
-    if members:
-        sign = -1 if directions(study_cfg)[-1] == "maximize" else 1
-        parts.append("best: " + objective_text(min(members, key=lambda t: sign * t.values[-1]), study_cfg))
-    return ", ".join(parts)
-
-
-def trial_line(frozen, study_cfg: StudyConfig, on_front: bool, note: str = "", status: str = "") -> str:
-    """One line per trial: ``trial N (status): params -> objectives``, or its state and error."""
-    head = f"trial {frozen.number}" + (f" ({status})" if status else "")
-    params = " ".join(f"{k}={v}" for k, v in frozen.params.items())
-    if frozen.state == TrialState.COMPLETE:
-        feas = "" if feasible(frozen) else " infeasible"
-        return f"{head}: {params} -> {objective_text(frozen, study_cfg)}{feas}{' [front]' if on_front else ''}{note}"
-    return f"{head}: {params} -> {frozen.state.name} {frozen.user_attrs.get('error', '')}{note}"
 
 
 class InfersearchSweeperImpl:
@@ -123,7 +50,6 @@ class InfersearchSweeperImpl:
         self.tracker: Tracker | None = None
         self.job_idx = 0
         self.proposals: Proposals | None = None
-        self.said: set[Any] = set()
         self.refusals: dict[tuple, ConfigError | None] = {}
         self.began = time.monotonic()  # the whole run, for the textfile's duration
         self.started = (self.began, 0)  # when this sweep's trials began, and the measured trials then
@@ -201,33 +127,12 @@ class InfersearchSweeperImpl:
         return conclude(study, summary, st)
 
     def _trials(self, study, st: StudyConfig, dists, fixed) -> None:
-        """Batches of trials until the budget, the time, the space or the sampler's new ideas run out."""
-        size, streak = grid_size(dists), 0
-        deadline = None if st.timeout is None else time.monotonic() + st.timeout
-        while True:
-            optuna.storages.fail_stale_trials(study)  # dead workers' trials: failed, then retried once
-            finished = measured_count(study)
-            if finished >= st.n_trials:
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                log.info("study.timeout of %ss reached: no new trials", st.timeout)
-                break
-            running = len(in_flight(study))  # other workers' trials: they may still fill the budget
-            if finished + running >= st.n_trials:
-                time.sleep(0.5)
-                continue
-            done = finished + running
-            self.proposals.sync(study)
-            if size is not None and len(evaluated(self.proposals.study)) >= size:
-                log.info("every one of the %d configurations of the space has been evaluated", size)
-                break
-            if streak >= self.max_reuse_streak:
-                log.info("the sampler proposed %d evaluated configurations in a row: stopping", streak)
-                break
-            streak = self._batch(study, st, dists, fixed, min(st.n_jobs, st.n_trials - done), streak)
-            if self._failing(study, st):
-                log.error("more than %.0f%% of measured trials failed: stopping the sweep", 100 * st.max_failure_rate)
-                break
+        """Batches of trials (the shared loop, _loop.py, with this sweeper's hooks, _hooks.py) until the budget,
+        the time, the space or the sampler's new ideas run out."""
+        hooks = InfersearchHooks(
+            st, dists, fixed, self.proposals, self.refusal, self.tracker, self.max_reuse_streak, self.started
+        )
+        self.job_idx = run_loop(study, self.launcher, hooks, self.job_idx)
         self.proposals.store_tally(study)
 
     def _confirm(self, study, st: StudyConfig) -> None:
@@ -295,103 +200,3 @@ class InfersearchSweeperImpl:
                 reasons[str(exc)] = reasons.get(str(exc), 0) + 1
         for reason, n in reasons.items():
             log.warning("refused on this device, %d of %d configurations: %s", n, size, reason)
-
-    def _batch(self, study, st, dists, fixed, n, streak) -> int:
-        """Ask up to ``n`` trials, launch the new configurations together, tell every outcome; the streak
-        of proposals that launched nothing (repeated, refused, in flight) goes on or restarts."""
-        launch, dups, settled = self._ask(study, st, dists, n)
-        if launch:
-            self._launch(study, st, fixed, launch)
-        trials = study.get_trials(deepcopy=False)
-        for proposal, first in dups:
-            self.proposals.repeat(proposal, trials[first.stored.number])
-        return 0 if launch else streak + settled
-
-    def _ask(self, study, st, dists, n) -> tuple[list[Launch], list, int]:
-        """(trials to launch, (proposal, launch) pairs repeating one within this batch, proposals settled)."""
-        launch, dups, pending, settled = [], [], {}, 0
-        for _ in range(n):
-            proposal, stored = None, pop_waiting(study)  # a dead worker's trial, queued again by the heartbeat
-            if stored is None:
-                proposal = self.proposals.ask(study)
-                key = tuple(sorted(canonical(proposal.params).items()))
-                if key in pending:  # told the launched one's outcome once it has one
-                    dups.append((proposal, pending[key]))
-                    continue
-                if self._settle(study, st, proposal):
-                    settled += 1
-                    continue
-                stored = start_trial(study, proposal.params, dists, dict(proposal.user_attrs))
-            else:
-                for name, dist in dists.items():
-                    suggest(stored, name, dist)
-            if over_budget(study, stored, st.n_trials):  # another worker took the last place meanwhile
-                tell(study, stored, failure_record(RuntimeError("budget reached"), [], {"over_budget": True}, True))
-                if proposal is not None:
-                    self.proposals.drop(proposal)
-                break
-            pending[tuple(sorted(canonical(stored.params).items()))] = item = Launch(stored, proposal)
-            launch.append(item)
-        return launch, dups, settled
-
-    def _settle(self, study, st, proposal) -> bool:
-        """Tell the sampler, without launching, a configuration measured before (repeated), one this device
-        refuses, or one another worker is measuring (in flight); True when it was one of those."""
-        params = " ".join(f"{k}={v}" for k, v in proposal.params.items())
-        previous = find_previous(study, proposal.params)
-        if previous is not None:
-            self.proposals.repeat(proposal, previous)
-            if self._first(previous.number):  # the sampler re-proposes a set many times in a row: say it once
-                log.info("proposed again: %s -> trial %d's outcome, not measured again", params, previous.number)
-            return True
-        refused = self.refusal(proposal.params)
-        if refused is not None:
-            self.proposals.refuse(proposal, "refused")
-            if self._first(str(refused)):
-                log.info("refused, not launched: %s -> %s (said once per reason)", params, refused)
-            return True
-        if in_flight(study, proposal.params):
-            self.proposals.refuse(proposal, "in_flight")
-            return True
-        return False
-
-    def _first(self, key: Any) -> bool:
-        """Whether ``key`` (a repeated trial, a refusal's reason) is said for the first time in this run."""
-        first = key not in self.said
-        self.said.add(key)
-        return first
-
-    def _launch(self, study, st, fixed, launch: list[Launch]) -> None:
-        """The trials as Hydra jobs through the launcher, with Optuna's heartbeats while they run. Each job
-        tells its own trial (search/study/job.py); one that could not (its process died, the launcher
-        failed) is told failed here."""
-        overrides = [
-            [*fixed, *(override_line(k, v) for k, v in t.stored.params.items()), f"{TRIAL_KEY}={t.stored.number}"]
-            for t in launch
-        ]
-        with contextlib.ExitStack() as beats:
-            for t in launch:
-                beats.enter_context(heartbeat(t.stored, study))
-            try:
-                returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
-            except Exception as exc:  # a launcher worker died (segfault in a joblib worker, lost node)
-                returns = [exc] * len(launch)
-        self.job_idx += len(launch)
-        for item, ov, ret in zip(launch, overrides, returns):
-            frozen = study.get_trials(deepcopy=False)[item.stored.number]
-            if frozen.state == TrialState.RUNNING:
-                frozen = tell(study, item.stored, failure_record(job_error(ret), task_overrides(ov)))
-            if item.proposal is not None:
-                self.proposals.outcome(item.proposal, frozen)
-            on_front = frozen.number in {t.number for t in study.best_trials}
-            log.info("%s", self._line(study, st, frozen, on_front))
-            self.tracker.log_trial(frozen, on_front)
-
-    def _line(self, study, st: StudyConfig, frozen, on_front: bool, note: str = "") -> str:
-        return trial_line(frozen, st, on_front, note, progress(study, st, *self.started))
-
-    @staticmethod
-    def _failing(study, st: StudyConfig) -> bool:
-        measured = [t for t in study.get_trials(deepcopy=False) if counts(t)]
-        failed = sum(t.state == TrialState.FAIL for t in measured)
-        return len(measured) >= 5 and failed / len(measured) > st.max_failure_rate

@@ -1,11 +1,12 @@
-"""The ``optuna5`` sweeper's loop: ask ``n_jobs`` trials, launch them as Hydra jobs through the
+"""The ``optuna5`` sweeper: the shared loop (_loop.py) with hooks that ask the stored study for ``n_jobs``
+trials at a time (``n_trials`` per run, as hydra-optuna-sweeper), launch them as Hydra jobs through the
 configured launcher, tell Optuna what each returned (a float, a list of floats, or a dict of named
 metrics), and write ``optimization_results.yaml`` as hydra-optuna-sweeper did.
 
 The search space comes from ``hydra.sweeper.params`` and the command line, in Hydra's sweep grammar,
 read as Hydra reads it: ``range(1,3)`` is 1 and 2, as in a grid sweep (hydra-optuna-sweeper included 3).
-Heartbeats run while the jobs do when the storage has them enabled (an ``RDBStorage`` with
-``heartbeat_interval``), and stale trials of dead workers are failed at the start."""
+Heartbeats, stale trials of dead workers failed and retried (Optuna's ``ask`` takes the queued retry
+first): the loop's, as for infersearch's own sweeper."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import functools
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
 from typing import Any
 
 import optuna
@@ -26,7 +26,8 @@ from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from infersearch.optuna_compat import heartbeat, heartbeat_enabled, suggest
+from hydra_plugins.infersearch_sweeper._loop import Launch, job_value, run_loop
+from infersearch.optuna_compat import suggest
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,8 @@ class Optuna5SweeperImpl:
         self.config: DictConfig | None = None
         self.launcher = None
         self.job_idx = 0
+        self.to_go = n_trials
+        self.failures: list[tuple[Exception, Any]] = []
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
@@ -189,8 +192,6 @@ class Optuna5SweeperImpl:
         )
         if names is not None:
             study.set_metric_names(names)
-        if heartbeat_enabled(study):
-            optuna.storages.fail_stale_trials(study)  # trials of a worker that died: failed, not waited for
         log.info("study %s, sampler %s, directions %s", study.study_name, type(sampler).__name__, directions)
         return study, names
 
@@ -210,35 +211,43 @@ class Optuna5SweeperImpl:
         assert self.config is not None and self.launcher is not None
         dists, fixed, deletions = search_space([*(f"{k}={v}" for k, v in self.params.items()), *arguments])
         study, names = self._study(dists)
-        directions = [d.name.lower() for d in study.directions]
-        to_go = self.n_trials
-        while to_go > 0:
-            trials = [study.ask() for _ in range(min(self.n_jobs, to_go))]
-            overrides = [self._overrides(t, dists, fixed, deletions) for t in trials]
-            with ExitStack() as beats:
-                for t in trials:
-                    beats.enter_context(heartbeat(t, study))
-                returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
-            self.job_idx += len(returns)
-            failures: list[Exception] = []
-            for trial, ret in zip(trials, returns):
-                try:
-                    values = values_of(ret.return_value, directions, names)
-                except Exception as exc:  # the job raised, or returned something unusable
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                    log.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
-                    failures.append(exc)
-                    continue
-                with contextlib.suppress(GridExhausted):
-                    _tell(study, trial, values)
-            if len(failures) / len(returns) > self.max_failure_rate:
-                log.error("%d of %d trials failed (hydra.sweeper.max_failure_rate=%s)", len(failures), len(returns),
-                          self.max_failure_rate)  # fmt: skip
-                for ret in returns:
-                    ret.return_value  # noqa: B018 - raises the failed job's own error, with its traceback
-                raise failures[0]  # the jobs ran, but what they returned is unusable
-            to_go -= len(trials)
+        self.space = (dists, fixed, deletions)
+        self.values = (study, [d.name.lower() for d in study.directions], names)
+        self.to_go = self.n_trials
+        self.job_idx = run_loop(study, self.launcher, self, self.job_idx)
         self._results(study, names)
+
+    # the loop's hooks (_loop.py): n_trials per run, every ask stored, a job's return value told
+    def left(self, study: optuna.Study) -> int | None:
+        return min(self.n_jobs, self.to_go) if self.to_go > 0 else None
+
+    def propose(self, study: optuna.Study, n: int) -> list[Launch]:
+        self.to_go -= n
+        self.failures = []
+        trials = [study.ask() for _ in range(n)]
+        return [Launch(t, self._overrides(t, *self.space)) for t in trials]
+
+    def told(self, study: optuna.Study, launch: Launch, ret: Any) -> None:
+        _, directions, names = self.values
+        try:
+            values = values_of(job_value(ret), directions, names)
+        except Exception as exc:  # the job raised, or returned something unusable
+            study.tell(launch.trial, state=optuna.trial.TrialState.FAIL)
+            log.warning("trial %d failed: %s: %s", launch.trial.number, type(exc).__name__, exc)
+            self.failures.append((exc, ret))
+            return
+        with contextlib.suppress(GridExhausted):
+            _tell(study, launch.trial, values)
+
+    def after_batch(self, study: optuna.Study, batch: list[Launch]) -> bool:
+        if batch and len(self.failures) / len(batch) > self.max_failure_rate:
+            log.error("%d of %d trials failed (hydra.sweeper.max_failure_rate=%s)", len(self.failures), len(batch),
+                      self.max_failure_rate)  # fmt: skip
+            exc, ret = self.failures[0]
+            if not isinstance(ret, BaseException):
+                ret.return_value  # noqa: B018 - raises the failed job's own error, with its traceback
+            raise exc  # the jobs ran, but what they returned is unusable
+        return False
 
     def _results(self, study: optuna.Study, names: list[str] | None) -> None:
         if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):

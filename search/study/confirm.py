@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 from infersearch.config import MeasureConfig
 from infersearch.measure.anchor import anchor_ms, anchored_metrics, log_spread, state_gate
 from infersearch.measure.latency import LatencyStats, Timing, measure_interleaved
+from infersearch.study.attrs import attrs_of
 from infersearch.study.pareto import front
 
 log = logging.getLogger(__name__)
@@ -94,14 +95,14 @@ def confirm_front(
     from infersearch.isolation import run_isolated
 
     members = _members(study, previous)
-    configs = {str(t.number): dict(t.user_attrs["config"]) for t in members}
+    configs = {str(t.number): dict(attrs_of(t).config) for t in members}
     plain = asdict(measure)
     args = (configs, plain, cache_dir)
     result = run_isolated(measure_members, *args) if isolate else measure_members(*args)
     confirmed = {}
     for t in members:
         metrics = result["members"][str(t.number)]
-        before = t.user_attrs["metrics"]["latency_ms_per_sample"]
+        before = attrs_of(t).metrics["latency_ms_per_sample"]
         confirmed[str(t.number)] = metrics | {"ratio_to_first": metrics["latency_ms_per_sample"] / before}
     study.set_user_attr("confirmation", confirmed)
     study.set_user_attr(

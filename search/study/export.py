@@ -13,6 +13,7 @@ from typing import Any
 from optuna.trial import FrozenTrial
 
 from infersearch.cache import atomic_write_text
+from infersearch.study.attrs import attrs_of
 
 LOAD = {
     "onnx": (
@@ -48,7 +49,8 @@ def export_trial(trial: FrozenTrial, out_dir: Path) -> Path:
     save it to ``out_dir/model``; the folder is swapped in whole, never half-written."""
     from infersearch.trial import rebuild
 
-    stored: dict[str, Any] = dict(trial.user_attrs["config"])
+    a = attrs_of(trial)
+    stored: dict[str, Any] = dict(a.config)
     _, built = rebuild(stored)
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".model-", dir=out_dir))
@@ -61,9 +63,9 @@ def export_trial(trial: FrozenTrial, out_dir: Path) -> Path:
         "format": fmt,
         "files": {f.name: _sha256(f) for f in files},
         "input": {"name": "input", "shape": ["batch", *x.shape[1:]], "dtype": "float32"},
-        "params": trial.user_attrs.get("params"),
-        "metrics": trial.user_attrs.get("metrics"),
-        "env": trial.user_attrs.get("env"),
+        "params": a.params,
+        "metrics": a.metrics,
+        "env": a.env,
         "config": stored,
         "load": LOAD[fmt].format(hint=hint) if fmt == "openvino-ir" else LOAD[fmt],
     }

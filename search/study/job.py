@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial
 
 from infersearch.config import StudyConfig
 from infersearch.optuna_compat import contains, start_trial, trial_of
+from infersearch.study.attrs import TrialAttrs
 from infersearch.study.record import Record, failure_record, success_record, tell
 
 TRIAL_KEY = "study.trial"
@@ -70,7 +71,7 @@ def record_job(
     if number is None:
         params, used = admitted(cfg, dists)
         launched_by = str(HydraConfig.get().sweeper._target_) if HydraConfig.initialized() else "unknown"
-        trial = start_trial(study, params, used, {"launched_by": launched_by})
+        trial = start_trial(study, params, used, TrialAttrs(launched_by=launched_by).stored())
     else:
         trial = trial_of(study, int(number))
     return tell(study, trial, record)

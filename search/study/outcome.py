@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 
 from infersearch.config import StudyConfig
 from infersearch.errors import ConfigError
+from infersearch.study.attrs import attrs_of
 from infersearch.study.pareto import objective_values
 from infersearch.study.record import counts
 from infersearch.study.regression import disturbed, settings, spread_of, verdict
@@ -61,7 +62,7 @@ def conclude(study: optuna.Study, summary, st: StudyConfig) -> Outcome:
         "values": {o.metric: v for o, v in zip(st.objectives, values)},
         "spread": spread_of(rec, confirmation),
         "disturbed": disturbed(rec, confirmation),
-        "params": rec.user_attrs.get("params", {}),
+        "params": attrs_of(rec).params,
         "settings": settings(st),
     }
     study.set_user_attr("recommendations", [*history, entry][-50:])

@@ -12,12 +12,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from infersearch.config import Rule
 from infersearch.optuna_compat import hypervolume as hypervolume_of
+from infersearch.study.attrs import attrs_of
 
 
 def front(study: optuna.Study) -> list[FrozenTrial]:
     """Non-dominated complete trials; infeasible ones are excluded by Optuna itself.
     A reused trial repeats its original's values, so dropping it leaves the front unchanged."""
-    return sorted((t for t in study.best_trials if "reused_from" not in t.user_attrs), key=lambda t: t.number)
+    return sorted((t for t in study.best_trials if attrs_of(t).reused_from is None), key=lambda t: t.number)
 
 
 def within(constraints: Mapping[str, float]) -> bool:
@@ -93,7 +94,7 @@ def confirmed_front(
     first = front(study)
     if not confirmation:
         return first, []
-    candidates = [t for t in complete_values(study) if feasible(t) and "reused_from" not in t.user_attrs]
+    candidates = [t for t in complete_values(study) if feasible(t) and attrs_of(t).reused_from is None]
     dirs = [o.direction for o in objectives]
     values = [objective_values(t, confirmation, objectives) for t in candidates]
     keep = [t for t, ok in zip(candidates, non_dominated(values, dirs)) if ok]

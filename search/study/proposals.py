@@ -28,7 +28,12 @@ KINDS = ("repeated", "refused", "in_flight")
 class Proposals:
     def __init__(self, st: StudyConfig, dists: Mapping[str, BaseDistribution]) -> None:
         self.dists = dict(dists)
-        self.study = optuna.create_study(directions=directions(st), sampler=make_sampler(st, dists))
+        level = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" line
+        try:
+            self.study = optuna.create_study(directions=directions(st), sampler=make_sampler(st, dists))
+        finally:
+            optuna.logging.set_verbosity(level)
         self.synced: set[int] = set()  # numbers of the stored trials copied here
         self.tally: Counter[str] = Counter()
 

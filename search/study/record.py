@@ -8,7 +8,7 @@ be rebuilt from storage alone. One function builds the record and one tells it
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import optuna
@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from infersearch.config import StudyConfig, allowed_drop
 from infersearch.errors import ConfigError, TrialRejected, error_line
+from infersearch.study.attrs import TrialAttrs, attrs_of
 from infersearch.study.pareto import complete_values, feasible, hypervolume, is_finite, reference_point, within
 from infersearch.study.storage import directions
 
@@ -26,7 +27,7 @@ RESULT_KEYS = ("params", "metric", "metrics", "baseline", "env", "timings_s", "h
 class Record:
     values: list[float] | None  # None: the trial failed or was refused
     constraints: dict[str, float] = field(default_factory=dict)
-    user_attrs: dict[str, Any] = field(default_factory=dict)
+    attrs: TrialAttrs = field(default_factory=TrialAttrs)
     state: TrialState = TrialState.COMPLETE
 
 
@@ -49,7 +50,7 @@ def success_record(study: optuna.Study, result: Mapping[str, Any], st: StudyConf
     if missing:
         raise ConfigError("study.objectives", f"metric {missing[0]!r} is not measured; known: {', '.join(metrics)}")
     values = [float(metrics[o.metric]) for o in st.objectives]
-    attrs = {k: result.get(k) for k in RESULT_KEYS} | {"overrides": overrides, "measured": True}
+    attrs = TrialAttrs(measured=True, overrides=overrides, **{k: result.get(k) or {} for k in RESULT_KEYS})
     if not is_finite(values):
         return failure_record(FloatingPointError(f"objective values are not finite: {values}"), overrides, attrs)
     constraints = constraint_values(result, st)
@@ -63,34 +64,31 @@ def success_record(study: optuna.Study, result: Mapping[str, Any], st: StudyConf
     points = [t.values for t in complete_values(study) if feasible(t)]
     if within(constraints):
         points.append(values)
-    attrs["hypervolume"] = hypervolume(points, directions(st), ref)
+    attrs.hypervolume = hypervolume(points, directions(st), ref)
     return Record(values, constraints, attrs)
 
 
 def failure_record(
-    exc: BaseException, overrides: list[str], attrs: Mapping[str, Any] | None = None, refused: bool = False
+    exc: BaseException, overrides: list[str], attrs: TrialAttrs | None = None, refused: bool = False
 ) -> Record:
     """A trial that raised is FAIL. One refused up front (a combination the device cannot
     run) did no work, and one rejected early (it cannot meet the accuracy constraint) stopped
     before its latency: both are PRUNED, which TPE counts among the bad trials and so stops
     proposing, where it would ignore a FAIL and propose the same combination again."""
     rejected = isinstance(exc, TrialRejected)
-    return Record(
-        None,
-        user_attrs=dict(attrs or {})
-        | {
-            "error": error_line(exc),
-            "refused": refused,
-            "measured": not refused,
-            "overrides": overrides,
-        }
-        | ({"rejected": True} if rejected else {}),
-        state=TrialState.PRUNED if refused or rejected else TrialState.FAIL,
+    attrs = replace(
+        attrs or TrialAttrs(),
+        error=error_line(exc),
+        refused=refused,
+        measured=not refused,
+        overrides=overrides,
+        rejected=rejected,
     )
+    return Record(None, attrs=attrs, state=TrialState.PRUNED if refused or rejected else TrialState.FAIL)
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, record: Record) -> FrozenTrial:
-    for key, value in record.user_attrs.items():
+    for key, value in record.attrs.stored().items():
         trial.set_user_attr(key, value)
     for key, value in record.constraints.items():
         trial.set_constraint(key, value)
@@ -110,13 +108,13 @@ FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 def told(t: FrozenTrial) -> bool:
     """The sweeper recorded this trial's outcome. A worker killed after writing the record but before
     ``tell`` leaves a success record on a trial the heartbeat failed: that one was not told."""
-    ua = t.user_attrs
-    return "measured" in ua and not (t.state == TrialState.FAIL and "error" not in ua)
+    a = attrs_of(t)
+    return a.measured is not None and not (t.state == TrialState.FAIL and not a.error)
 
 
 def counts(t: FrozenTrial) -> bool:
     """The trial used budget: it was measured (completed, failed, or rejected early)."""
-    return told(t) and bool(t.user_attrs["measured"])
+    return told(t) and bool(attrs_of(t).measured)
 
 
 def canonical(params: Mapping[str, Any]) -> dict[str, Any]:

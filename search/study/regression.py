@@ -26,6 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from infersearch.config import Rule, StudyConfig
 from infersearch.measure.anchor import log_spread
+from infersearch.study.attrs import attrs_of
 from infersearch.study.record import constraint_values
 
 RETIMED = ("latency_ms_p50", "latency_ms_p95", "latency_ms_per_sample", "throughput_per_s")
@@ -106,8 +107,7 @@ def verdict(
     notes = _changes(previous.get("settings", {}), now)
     p = previous.get("trial")
     if prev_trial is not None and prev_trial.state == TrialState.COMPLETE:
-        ua = prev_trial.user_attrs
-        violated = [k for k, v in constraint_values(ua, st).items() if v > 0]
+        violated = [k for k, v in constraint_values(vars(attrs_of(prev_trial)), st).items() if v > 0]
         if violated:
             notes.append(f"the previous recommendation, trial {p}, violates {', '.join(violated)} now: not compared")
             return Verdict(False, "", notes)
@@ -145,7 +145,7 @@ def verdict(
 
 def disturbed(t: FrozenTrial, confirmation: dict[str, Any]) -> bool:
     """The trial's latency was timed (confirmed, or first measured) on a machine that never settled."""
-    metrics = confirmation.get(str(t.number)) or t.user_attrs.get("metrics") or {}
+    metrics = confirmation.get(str(t.number)) or attrs_of(t).metrics
     return bool(metrics.get("machine_disturbed"))
 
 
@@ -154,7 +154,7 @@ def spread_of(t: FrozenTrial, confirmation: dict[str, Any]) -> float:
     was re-timed, else from its own rounds."""
     if str(t.number) in confirmation:
         return float(confirmation[str(t.number)]["spread"])
-    rounds = (t.user_attrs.get("env") or {}).get("latency_round_p50_ms") or []
+    rounds = attrs_of(t).env.get("latency_round_p50_ms") or []
     if len(rounds) < 2:
         return 0.0
     mid = sorted(rounds)[len(rounds) // 2]
@@ -164,7 +164,7 @@ def spread_of(t: FrozenTrial, confirmation: dict[str, Any]) -> float:
 def _params(t: FrozenTrial | None) -> str:
     if t is None:
         return "(not in the study)"
-    p = t.user_attrs.get("params") or t.params
+    p = attrs_of(t).params or t.params
     keys = ("engine", "quant_bits", "precision", "prune_ratio", "batch_size")
     return "(" + " ".join(f"{k}={p[k]}" for k in keys if k in p) + ")"
 

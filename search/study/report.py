@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from infersearch.cache import atomic_write_bytes, atomic_write_text
 from infersearch.config import StudyConfig
 from infersearch.report_table import table
+from infersearch.study.attrs import attrs_of
 from infersearch.study.pareto import confirmed_front, feasible, objective_values, recommend
 from infersearch.study.regression import keep_previous
 from infersearch.study.storage import directions
@@ -45,26 +46,26 @@ class Summary:
 
 
 def _row(t: FrozenTrial, on_front: set[int], st: StudyConfig, confirmation: dict[str, Any]) -> dict[str, Any]:
-    ua = t.user_attrs
+    a = attrs_of(t)
     row: dict[str, Any] = {
         "number": t.number,
         "state": t.state.name,
-        "measured": ua.get("measured", False),
-        "reused_from": ua.get("reused_from", ""),
-        "refused": ua.get("refused", False),
+        "measured": bool(a.measured),
+        "reused_from": "" if a.reused_from is None else a.reused_from,
+        "refused": a.refused,
         "feasible": feasible(t) if t.state == TrialState.COMPLETE else "",
         "on_front": t.number in on_front,
     }
-    row |= {f"param.{k}": v for k, v in (ua.get("params") or {}).items()}
+    row |= {f"param.{k}": v for k, v in a.params.items()}
     row |= {f"param.{k}": v for k, v in t.params.items()}
     for o, v in zip(st.objectives, t.values or [None] * len(st.objectives)):
         row[f"objective.{o.metric}"] = v
-    row |= {f"metric.{k}": v for k, v in (ua.get("metrics") or {}).items()}
+    row |= {f"metric.{k}": v for k, v in a.metrics.items()}
     row |= {f"constraint.{k}": v for k, v in t.constraints.items()}
     row |= {f"confirmed.{k}": v for k, v in confirmation.get(str(t.number), {}).items()}
-    row["hypervolume"] = ua.get("hypervolume", "")
-    row["emulated"] = (ua.get("env") or {}).get("emulated", "")
-    row["error"] = ua.get("error", "")
+    row["hypervolume"] = "" if a.hypervolume is None else a.hypervolume
+    row["emulated"] = a.emulated if a.env else ""
+    row["error"] = a.error
     row["duration_s"] = t.duration.total_seconds() if t.duration else ""
     row |= {f"time.{k}": v for k, v in time_breakdown(t).items()}
     return row
@@ -74,8 +75,9 @@ def time_breakdown(t: FrozenTrial) -> dict[str, float]:
     """A measured trial's seconds per step (baseline load, prune, recover, engine build: export and
     quantize, evaluate: the metric on validation and test, latency) and ``harness``: the rest of the
     trial's wall time (process, config, storage, logging)."""
-    steps = dict(t.user_attrs.get("timings_s") or {})
-    if steps and t.duration is not None and "reused_from" not in t.user_attrs:
+    a = attrs_of(t)
+    steps = dict(a.timings_s)
+    if steps and t.duration is not None and a.reused_from is None:
         steps["harness"] = max(0.0, t.duration.total_seconds() - sum(steps.values()))
     return steps
 
@@ -100,16 +102,16 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 
 
 def _member(t: FrozenTrial, st: StudyConfig) -> dict[str, Any]:
-    ua = t.user_attrs
+    a = attrs_of(t)
     return {
         "number": t.number,
-        "params": ua.get("params") or dict(t.params),
+        "params": a.params or dict(t.params),
         "optuna_params": dict(t.params),
         "values": {o.metric: v for o, v in zip(st.objectives, t.values)},
-        "metrics": ua.get("metrics", {}),
-        "baseline": ua.get("baseline", {}),
-        "emulated": (ua.get("env") or {}).get("emulated", False),
-        "overrides": ua.get("overrides", []),
+        "metrics": a.metrics,
+        "baseline": a.baseline,
+        "emulated": a.emulated,
+        "overrides": a.overrides,
     }
 
 
@@ -191,9 +193,10 @@ def front_table(summary: Summary, st: StudyConfig) -> str:
     headers = ["#", *PARAM_COLUMNS, *(o.metric for o in st.objectives), f"{metric} drop", "p95 ms", "speed-up"]
     rows = []
     for t in summary.front:
-        p, m = t.user_attrs.get("params", {}), t.user_attrs.get("metrics", {})
+        a = attrs_of(t)
+        p, m = a.params, a.metrics
         mark = "*" if summary.recommended is not None and t.number == summary.recommended.number else ""
-        emu = " (emulated)" if (t.user_attrs.get("env") or {}).get("emulated") else ""
+        emu = " (emulated)" if a.emulated else ""
         rows.append(
             [
                 f"{t.number}{mark}",
@@ -209,7 +212,7 @@ def front_table(summary: Summary, st: StudyConfig) -> str:
 
 def _metric_name(trials: list[FrozenTrial]) -> str:
     """The model's metric, as its trials recorded it ("accuracy" for studies recorded before it was stored)."""
-    return next((t.user_attrs["metric"]["name"] for t in trials if "metric" in t.user_attrs), "accuracy")
+    return next((attrs_of(t).metric["name"] for t in trials if attrs_of(t).metric), "accuracy")
 
 
 def proposals_text(counts: dict[str, int]) -> str:
@@ -231,7 +234,7 @@ def summary_text(summary: Summary, st: StudyConfig) -> str:
         )
     if summary.recommended is not None:
         lines.append(f"recommended: trial {summary.recommended.number} ({summary.rule})")
-        lines.append("  " + " ".join(summary.recommended.user_attrs.get("overrides", [])))
+        lines.append("  " + " ".join(attrs_of(summary.recommended).overrides))
     if summary.time_per_trial:
         total = sum(summary.time_per_trial.values())
         lines.append(
@@ -248,7 +251,7 @@ MARKERS = "osD^vPX<>ph"
 
 
 def _style_keys(t: FrozenTrial) -> tuple[str, tuple[int, str, str]]:
-    p = t.user_attrs.get("params") or {}
+    p = attrs_of(t).params
     bits = int(p.get("quant_bits", 32))
     return str(p.get("engine", "?")), (
         bits,
@@ -269,13 +272,13 @@ def pareto_figure(trials, members, recommended, st: StudyConfig):
     from matplotlib.lines import Line2D
 
     y_obj, x_obj = st.objectives[0], st.objectives[-1]
-    shown = [t for t in trials if t.state == TrialState.COMPLETE and "reused_from" not in t.user_attrs and t.values]
+    shown = [t for t in trials if t.state == TrialState.COMPLETE and attrs_of(t).reused_from is None and t.values]
     engines = sorted({_style_keys(t)[0] for t in shown})
     kinds = sorted({_style_keys(t)[1] for t in shown}, key=lambda k: (-k[0], k[1], k[2] != "fp32", k[2]))
     spare = iter(plt.get_cmap("tab10").colors)
     colour = {e: ENGINE_COLOURS.get(e) or next(spare) for e in engines}
     marker = {k: MARKERS[i % len(MARKERS)] for i, k in enumerate(kinds)}
-    emulated = {_style_keys(t)[1] for t in shown if (t.user_attrs.get("env") or {}).get("emulated")}
+    emulated = {_style_keys(t)[1] for t in shown if attrs_of(t).emulated}
     fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
     for t in shown:
         engine, kind = _style_keys(t)

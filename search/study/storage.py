@@ -33,10 +33,21 @@ def storage_url(st: StudyConfig) -> str:
     return f"sqlite:///{out / 'study.db'}"
 
 
-def make_storage(url: str, st: StudyConfig) -> optuna.storages.BaseStorage | str:
+_STORAGES: dict[tuple[str, int, int], optuna.storages.BaseStorage] = {}
+
+
+def make_storage(url: str, st: StudyConfig) -> optuna.storages.BaseStorage:
     """SQL URLs get Optuna's heartbeat: a trial whose worker died (SIGKILL, lost machine) is failed after
     ``grace_period`` and retried once. ``journal:<path>`` (or a path ending in .log) is a journal file
-    for several processes on one machine; it has no heartbeat in Optuna."""
+    for several processes on one machine; it has no heartbeat in Optuna. One storage per URL and process:
+    a job run in the sweeper's process (Hydra's basic launcher) shares the sweeper's connections."""
+    key = (url, st.heartbeat_interval, st.grace_period)
+    if key not in _STORAGES:
+        _STORAGES[key] = _storage(url, st)
+    return _STORAGES[key]
+
+
+def _storage(url: str, st: StudyConfig) -> optuna.storages.BaseStorage:
     if url.startswith("journal:") or url.endswith(".log"):
         from optuna.storages.journal import JournalFileBackend
 
