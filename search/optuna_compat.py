@@ -16,6 +16,7 @@ tests/test_optuna_compat.py exercises each, so an Optuna release that changes on
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,15 @@ except ImportError as exc:  # pragma: no cover - only on an Optuna that moved th
     raise ImportError(
         f"optuna {optuna.__version__} moved a private API infersearch uses (search/optuna_compat.py): {exc}"
     ) from exc
+
+
+def quiet_heartbeat_warnings() -> None:
+    """Optuna warns about heartbeats outside ``Study.optimize`` and calls them experimental: a sweeper that
+    launches trials as Hydra jobs uses them so on purpose. Set when a sweep starts, not at import (Hydra
+    imports plugins inside ``warnings.catch_warnings``, which drops filters added then)."""
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+    for api in ("fail_stale_trials", "heartbeat_interval", "RetryHeartbeatStaleTrialCallback"):
+        warnings.filterwarnings("ignore", message=f".*{api}.*", category=optuna.exceptions.ExperimentalWarning)
 
 
 def heartbeat(trial: optuna.trial.Trial, study: optuna.Study) -> contextlib.AbstractContextManager[Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -16,6 +17,7 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from hydra_plugins.infersearch_sweeper._optuna5 import distribution, search_space
+from infersearch.optuna_compat import heartbeat
 from tests.conftest import ROOT
 
 APP = ROOT / "tests" / "toy_app"
@@ -154,3 +156,20 @@ def test_a_dict_of_named_metrics_optimises_the_ones_named(tmp_path):
     assert results(tmp_path).metric_names == ["loss", "width"]
     bad = run_app(tmp_path, "named.py", "hydra.sweeper.direction=minimize", check=False)
     assert bad.returncode != 0 and "name the metrics to optimise in hydra.sweeper.direction" in bad.stdout
+
+
+def test_a_dead_workers_trial_is_failed_and_retried_first(tmp_path):
+    """The loop's guarantees hold for any app: a trial left RUNNING by a worker that died (its heartbeat
+    stopped) is failed, and the retry its storage queues is the next trial launched."""
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'beat.db'}", heartbeat_interval=1, grace_period=1)
+    study = optuna.create_study(study_name="sphere", storage=storage)
+    dead = study.ask({"x": FloatDistribution(-5.5, 5.0, step=0.5), "y": CategoricalDistribution([-5, 0, 5])})
+    with heartbeat(dead, study):  # one beat, then silence
+        pass
+    time.sleep(2.5)  # past the grace period
+    run_app(tmp_path, "sphere.py", "--config-name=heartbeat")
+    trials = optuna.load_study(study_name="sphere", storage=storage).trials
+    assert trials[0].state == optuna.trial.TrialState.FAIL
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
+    assert len(retried) == 1 and retried[0].number == 1 and retried[0].params == dead.params
+    assert retried[0].state == optuna.trial.TrialState.COMPLETE and len(trials) == 4  # the retry and 2 new

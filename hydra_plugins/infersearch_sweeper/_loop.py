@@ -1,7 +1,8 @@
 """The ask / launch / tell loop both sweepers run; what a sweeper does differently goes through its hooks.
 
-What the loop guarantees for every app: trials of dead workers are failed once their heartbeat is stale,
-so Optuna queues their retry (storages with heartbeats: an ``RDBStorage`` with ``heartbeat_interval``);
+What the loop guarantees for every app: trials of dead workers are failed once their heartbeat is stale
+(storages with heartbeats: an ``RDBStorage`` with ``heartbeat_interval``), and queued again where the
+storage's callback retries them;
 every launched trial sends heartbeats while its job runs; a batch is launched together through the
 configured launcher, and each of its outcomes is told before the next batch is asked for. The hooks say how
 many trials may start now, propose them (stored and RUNNING, with their job's overrides), tell each job's
@@ -17,7 +18,7 @@ from typing import Any, Protocol
 import optuna
 from hydra.core.utils import JobStatus
 
-from infersearch.optuna_compat import heartbeat, heartbeat_enabled
+from infersearch.optuna_compat import heartbeat, heartbeat_enabled, quiet_heartbeat_warnings
 
 WAIT_S = 0.5  # between looks at a study whose budget other workers' running trials may still fill
 
@@ -55,6 +56,7 @@ def job_value(ret: Any) -> Any:
 
 def run_loop(study: optuna.Study, launcher: Any, hooks: Hooks, job_idx: int = 0) -> int:
     """Batches until the hooks say the sweep is done; returns the next job index."""
+    quiet_heartbeat_warnings()
     while True:
         if heartbeat_enabled(study):
             optuna.storages.fail_stale_trials(study)  # dead workers' trials: failed, then retried once

@@ -212,7 +212,7 @@ class Optuna5SweeperImpl:
         dists, fixed, deletions = search_space([*(f"{k}={v}" for k, v in self.params.items()), *arguments])
         study, names = self._study(dists)
         self.space = (dists, fixed, deletions)
-        self.values = (study, [d.name.lower() for d in study.directions], names)
+        self.directions, self.names = [d.name.lower() for d in study.directions], names
         self.to_go = self.n_trials
         self.job_idx = run_loop(study, self.launcher, self, self.job_idx)
         self._results(study, names)
@@ -228,9 +228,8 @@ class Optuna5SweeperImpl:
         return [Launch(t, self._overrides(t, *self.space)) for t in trials]
 
     def told(self, study: optuna.Study, launch: Launch, ret: Any) -> None:
-        _, directions, names = self.values
         try:
-            values = values_of(job_value(ret), directions, names)
+            values = values_of(job_value(ret), self.directions, self.names)
         except Exception as exc:  # the job raised, or returned something unusable
             study.tell(launch.trial, state=optuna.trial.TrialState.FAIL)
             log.warning("trial %d failed: %s: %s", launch.trial.number, type(exc).__name__, exc)

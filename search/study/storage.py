@@ -14,6 +14,7 @@ from optuna.samplers import BaseSampler
 
 from infersearch.config import StudyConfig
 from infersearch.errors import ConfigError
+from infersearch.optuna_compat import quiet_heartbeat_warnings
 from infersearch.secrets import mask_url
 from infersearch.study.space import grid
 
@@ -101,10 +102,10 @@ def make_sampler(st: StudyConfig, dists: Mapping[str, BaseDistribution] | None =
 def quiet_design_warnings() -> None:
     """Silence Optuna's warnings about what this project does on purpose. Set when a study opens, not at
     import: Hydra imports plugins inside ``warnings.catch_warnings``, which drops filters added then."""
-    # The heartbeat, its retry callback and fail_stale_trials are marked experimental; this project relies on them.
+    # The heartbeat, its retry callback, fail_stale_trials and the CLI's best-trials are marked experimental;
+    # this project relies on them.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    # The sweeper uses ask/tell (to launch through Hydra) with the heartbeat that Study.optimize would start.
-    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+    quiet_heartbeat_warnings()
 
 
 def open_study(
