@@ -176,6 +176,7 @@ class Tracker:
                 "n_trials": summary.n_trials,
                 "n_failed": summary.n_failed,
                 "front_size": len(summary.front),
+                "proposals": summary.proposals,  # what the sampler proposed that was not stored
                 "recommendation": {"trial": rec.number, "rule": summary.rule, **attrs_of(rec).params} if rec else None,
             }
         )

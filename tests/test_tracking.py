@@ -76,6 +76,8 @@ def test_study_run_tables_match_the_reports(logged):
     assert hv == sorted(hv)  # the front's hypervolume never shrinks
     rec = json.loads((logged / "recommendation.json").read_text())
     assert run.summary["recommendation"]["trial"] == rec["number"]
+    study_attrs = optuna.load_study(study_name="wb", storage=f"sqlite:///{logged / 'study.db'}").user_attrs
+    assert run.summary["proposals"] == study_attrs["proposals"]
     (artifact,) = [a for a in run.artifacts if a.type == "model"]
     assert json.loads(artifact.metadata)["trial"] == rec["number"]
 
