@@ -65,3 +65,20 @@ def test_int8_schemes_get_their_own_markers_and_the_front_table_names_them():
     kinds = {_style_keys(trial(b, s))[1] for b, s in [(8, "dynamic"), (8, "static"), (32, "dynamic"), (32, "auto")]}
     assert sorted(_kind_label(k, False) for k in kinds) == ["32-bit, fp32", "8-bit dynamic, fp32", "8-bit static, fp32"]
     assert quant_text({"quant_bits": 8, "quant_scheme": "auto"}) == "8"
+
+
+def test_a_re_timed_trial_sits_at_its_confirmed_latency_with_an_arrow_from_its_first():
+    st = StudyConfig(
+        name="plot",
+        objectives=[ObjectiveConfig("f1", Direction.maximize), ObjectiveConfig("latency_ms_p50", Direction.minimize)],
+    )
+    trials = made_trials()
+    confirmation = {"2": {"latency_ms_p50": 1.5}}  # trial 2, first 0.5 ms, re-timed 3x slower
+    ax = pareto_figure(trials, trials[1:2], trials[1], st, confirmation).axes[0]
+    points = {c.get_gid(): c for c in ax.collections if c.get_gid()}
+    assert tuple(points["trial 2"].get_offsets()[0]) == (1.5, 0.88)
+    assert tuple(points["trial 1"].get_offsets()[0]) == (1.0, 0.90)  # not re-timed: where it was measured
+    (arrow,) = [a for a in ax.texts if hasattr(a, "arrow_patch")]
+    assert arrow.xy == (1.5, 0.88) and arrow.xyann == (0.5, 0.88)
+    labels = {t.get_text() for lg in ax.figure.legends + [ax.get_legend()] if lg for t in lg.get_texts()}
+    assert "re-timed: first → confirmed" in labels

@@ -172,7 +172,7 @@ def write_report(study: optuna.Study, st: StudyConfig, out_dir: str | Path | Non
         files["recommendation"] = out / "recommendation.json"
         atomic_write_text(files["recommendation"], json.dumps(rec, indent=2, default=str))
     files["plot"] = out / "pareto.png"
-    atomic_write_bytes(files["plot"], plot_png(trials, members, recommended, st))
+    atomic_write_bytes(files["plot"], plot_png(trials, members, recommended, st, confirmation))
     return Summary(
         n_trials=len(trials),
         n_complete=sum(t.state == TrialState.COMPLETE for t in trials),
@@ -260,10 +260,11 @@ def _style_keys(t: FrozenTrial) -> tuple[str, tuple[int, str, str]]:
     )
 
 
-def pareto_figure(trials, members, recommended, st: StudyConfig):
+def pareto_figure(trials, members, recommended, st: StudyConfig, confirmation: dict[str, Any] | None = None):
     """The study's first objective against its last: colour by engine, marker by (bit-width and int8 scheme,
-    precision),
-    infeasible faded, the feasible front joined, the recommendation starred."""
+    precision), infeasible faded, the feasible front joined, the recommendation starred. A trial re-timed by
+    the confirmation sits at its confirmed figures (those the front and the recommendation use), with an
+    arrow from where it was first measured."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -279,13 +280,19 @@ def pareto_figure(trials, members, recommended, st: StudyConfig):
     colour = {e: ENGINE_COLOURS.get(e) or next(spare) for e in engines}
     marker = {k: MARKERS[i % len(MARKERS)] for i, k in enumerate(kinds)}
     emulated = {_style_keys(t)[1] for t in shown if attrs_of(t).emulated}
+    confirmation = confirmation or {}
+    at = {t.number: objective_values(t, confirmation, st.objectives) for t in shown}
     fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
+    retimed = [t for t in shown if at[t.number] != list(t.values)]
+    for t in retimed:
+        ax.annotate("", (at[t.number][-1], at[t.number][0]), (t.values[-1], t.values[0]),
+                    arrowprops={"arrowstyle": "->", "color": "0.45", "lw": 0.8})  # fmt: skip
     for t in shown:
         engine, kind = _style_keys(t)
         ok = feasible(t)
         ax.scatter(
-            t.values[-1],
-            t.values[0],
+            at[t.number][-1],
+            at[t.number][0],
             c=[colour[engine]],
             marker=marker[kind],
             alpha=1.0 if ok else 0.25,
@@ -293,12 +300,13 @@ def pareto_figure(trials, members, recommended, st: StudyConfig):
             s=45,
             gid=f"trial {t.number}",
         )
-    pts = sorted((t.values[-1], t.values[0]) for t in members if t.values)
+    pts = sorted((at[t.number][-1], at[t.number][0]) for t in members if t.number in at)
     if pts:
         ax.plot(*zip(*pts), "k--", lw=1)
-    if recommended is not None and recommended.values:
-        ax.scatter(recommended.values[-1], recommended.values[0], marker="*", s=320, c="gold", edgecolors="k", zorder=5)
-    xs = [t.values[-1] for t in shown]
+    if recommended is not None and recommended.number in at:
+        x, y = at[recommended.number][-1], at[recommended.number][0]
+        ax.scatter(x, y, marker="*", s=320, c="gold", edgecolors="k", zorder=5)
+    xs = [v for t in shown for v in (at[t.number][-1], t.values[-1])]
     if xs and min(xs) > 0:
         ax.set_xscale("log")
         plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
@@ -318,6 +326,8 @@ def pareto_figure(trials, members, recommended, st: StudyConfig):
         extra = [Line2D([], [], ls="--", color="k", lw=1, label="Pareto front (feasible)")] if pts else []
         if recommended is not None:
             extra.append(Line2D([], [], ls="", marker="*", ms=12, mfc="gold", mec="k", label="recommended"))
+        if retimed:
+            extra.append(Line2D([], [], color="0.45", lw=0.8, marker=">", ms=4, label="re-timed: first → confirmed"))
         first = ax.legend(handles=by_engine, title="engine", fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
         ax.add_artist(first)
         ax.legend(
@@ -336,11 +346,11 @@ def _kind_label(kind: tuple[int, str, str], emulated: bool) -> str:
     return f"{bits}-bit{' ' + scheme if scheme else ''}, {precision}" + (" (emulated)" if emulated else "")
 
 
-def plot_png(trials, members, recommended, st: StudyConfig) -> bytes:
+def plot_png(trials, members, recommended, st: StudyConfig, confirmation: dict[str, Any] | None = None) -> bytes:
     """:func:`pareto_figure` as PNG bytes."""
     import matplotlib.pyplot as plt
 
-    fig = pareto_figure(trials, members, recommended, st)
+    fig = pareto_figure(trials, members, recommended, st, confirmation)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
