@@ -33,7 +33,7 @@ from infersearch.study.space import grid_size, override_line
 from infersearch.study.storage import directions
 from infersearch.tracking import Tracker
 
-log = logging.getLogger("hydra_plugins.infersearch_sweeper._impl")
+log = logging.getLogger(__name__)
 
 
 def measured_count(study) -> int:
@@ -152,7 +152,7 @@ class InfersearchHooks:
                 tell(
                     study,
                     stored,
-                    failure_record(RuntimeError("budget reached"), [], TrialAttrs(over_budget=True), True),
+                    failure_record(RuntimeError("budget reached"), [], TrialAttrs(over_budget=True), refused=True),
                 )
                 if proposal is not None:
                     self.proposals.drop(proposal)

@@ -212,7 +212,7 @@ def front_table(summary: Summary, st: StudyConfig) -> str:
 
 def _metric_name(trials: list[FrozenTrial]) -> str:
     """The model's metric, as its trials recorded it ("accuracy" for studies recorded before it was stored)."""
-    return next((attrs_of(t).metric["name"] for t in trials if attrs_of(t).metric), "accuracy")
+    return next((m["name"] for t in trials if (m := attrs_of(t).metric)), "accuracy")
 
 
 def proposals_text(counts: dict[str, int]) -> str:

@@ -102,8 +102,7 @@ def make_sampler(st: StudyConfig, dists: Mapping[str, BaseDistribution] | None =
 def quiet_design_warnings() -> None:
     """Silence Optuna's warnings about what this project does on purpose. Set when a study opens, not at
     import: Hydra imports plugins inside ``warnings.catch_warnings``, which drops filters added then."""
-    # The heartbeat, its retry callback, fail_stale_trials and the CLI's best-trials are marked experimental;
-    # this project relies on them.
+    # The heartbeat, its retry callback and fail_stale_trials are marked experimental; this project relies on them.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     quiet_heartbeat_warnings()
 
