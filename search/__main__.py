@@ -23,6 +23,7 @@ from infersearch.cache import atomic_write_text
 from infersearch.config import Config
 from infersearch.errors import ConfigError, StepFailed
 from infersearch.isolation import run_isolated
+from infersearch.measure.anchor import DISTURBED_SINGLE
 from infersearch.report_table import trial_table
 from infersearch.secrets import scrub
 from infersearch.trial import check, trial_dict
@@ -98,6 +99,8 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
     print(f"\n{cfg.model._target_.rsplit('.', 1)[0]}  params: {result['params']}")
     if result["env"]["emulated"]:
         print("quantization is EMULATED (fake-quant): its latency is not a kernel speed-up")
+    if result["metrics"].get("machine_disturbed"):
+        print(f"latency DISTURBED: {DISTURBED_SINGLE}")
     print(trial_table(result))
     print(f"trial.json: {output_dir / 'trial.json'}")
     return result

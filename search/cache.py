@@ -59,17 +59,25 @@ class TensorCache:
 
     def get_or_build(self, kind: str, key: str, build: Callable[[], dict]) -> tuple[dict, bool]:
         """Return ``(entry, hit)``; build and store the entry on a miss."""
-        path = self._path(kind, key)
-        entry = self._load(path)
+        entry = self.get(kind, key)
         if entry is not None:
             return entry, True
         entry = build()
+        self.put(kind, key, entry)
+        return entry, False
+
+    def get(self, kind: str, key: str) -> dict | None:
+        return self._load(self._path(kind, key))
+
+    def put(self, kind: str, key: str, entry: dict) -> None:
         buf = io.BytesIO()
         torch.save(entry, buf)
         payload = buf.getvalue()
         digest = hashlib.sha256(payload).hexdigest().encode()
-        atomic_write_bytes(path, digest + b"\n" + payload)
-        return entry, False
+        atomic_write_bytes(self._path(kind, key), digest + b"\n" + payload)
+
+    def drop(self, kind: str, key: str) -> None:
+        self._path(kind, key).unlink(missing_ok=True)
 
     @staticmethod
     def _load(path: Path) -> dict | None:

@@ -124,8 +124,14 @@ class MeasureConfig:
     # machine state and is re-run, for at most max_wait_s; after that the trial is marked machine_disturbed.
     # Undisturbed trials sit at 0.95-1.15 on the machines measured; at 1.27-1.34 the ratio was off by 7-13%
     # (benchmarks/results/drift_amd_epyc.json, quiet study 5), so the gate sits just above the quiet band.
+    # A baseline faster than the anchor / max_state on an idle machine means the anchor is stale: re-taken.
     max_state: float = 1.2
     max_wait_s: float = 30.0
+    # A round is disturbed when other programs took more than the cores our threads leave idle plus this
+    # many cores (search/measure/contention.py: /proc/stat minus our own CPU time; steal included)
+    max_foreign_cores: float = 0.3
+    # an anchor is settled (cached, trusted) when its round medians agree: robust spread (log) at most this
+    anchor_spread: float = 0.05
 
 
 class DropKind(StrEnum):
@@ -304,6 +310,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("measure", "warmup >= 0, min_repeats >= 1, rounds >= 1, min_time_s >= 0, threads >= 0")
     if m.max_state < 1 or m.max_wait_s < 0:
         raise ConfigError("measure", f"max_state must be >= 1 and max_wait_s >= 0, got {m.max_state}, {m.max_wait_s}")
+    if m.max_foreign_cores < 0 or m.anchor_spread < 0:
+        raise ConfigError("measure", "max_foreign_cores and anchor_spread must be >= 0")
     sv = cfg.serve
     if sv.max_batch_size < 1 or sv.workers < 1 or sv.queue_size < 1 or sv.threads < 0:
         raise ConfigError("serve", "max_batch_size, workers and queue_size must be >= 1, threads >= 0")

@@ -177,7 +177,8 @@ class Tracker:
                 "n_failed": summary.n_failed,
                 "front_size": len(summary.front),
                 "proposals": summary.proposals,  # what the sampler proposed that was not stored
-                "recommendation": {"trial": rec.number, "rule": summary.rule, **attrs_of(rec).params} if rec else None,
+                "recommendation": _recommendation(rec, summary),
+                "machine_busy": summary.busy,  # "" when every trial was timed on a settled machine
             }
         )
         if model_dir is not None and (model_dir / "manifest.json").exists():
@@ -226,3 +227,18 @@ def _cell(v: Any) -> Any:
     if v == "" or v is None:
         return None
     return v if isinstance(v, (int, float, str, bool)) else str(v)
+
+
+def _recommendation(rec, summary) -> dict[str, Any] | None:
+    """The recommendation as the study reports it: params, the latency it stands behind, whether disturbed."""
+    from infersearch.study.attrs import attrs_of
+
+    if rec is None:
+        return None
+    figures = summary.figures.get(str(rec.number), {})
+    keys = ("latency_ms_per_sample", "latency_ms_p95", "speedup_vs_baseline")
+    return (
+        {"trial": rec.number, "rule": summary.rule, **attrs_of(rec).params}
+        | {k: figures[k] for k in keys if k in figures}
+        | {"disturbed": bool(figures.get("machine_disturbed")), "confirmed": "spread" in figures}
+    )

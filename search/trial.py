@@ -24,7 +24,12 @@ from infersearch.device import capabilities, resolve, set_tf32
 from infersearch.engines import BuildContext, Runner, get_engine
 from infersearch.errors import TrialRejected
 from infersearch.measure.agreement import check as check_agreement
-from infersearch.measure.anchor import anchor_ms, anchored_metrics, state_gate
+from infersearch.measure.anchor import (
+    Anchor,
+    AnchorBook,
+    anchored_metrics,
+    time_anchored,
+)
 from infersearch.measure.footprint import peak_memory_mb, serialized_mb
 from infersearch.measure.latency import LatencyStats, Timing, measure_interleaved
 from infersearch.models.task import Task
@@ -183,8 +188,7 @@ class _Timed:
     """What the latency step measured: the interleaved rounds, the anchor and the peak memory."""
 
     lat: dict[str, LatencyStats]
-    anchor: float | None
-    anchor_hit: bool | None
+    anchor: Anchor | None
     peak_mb: float
     peak_method: str
     reference: torch.nn.Module  # the fp32 baseline on the device, as timed
@@ -197,24 +201,15 @@ def _time(b: Built, cfg: Config, device: str, device_name: str, sw: _Stopwatch) 
     fns = {"variant": lambda: b.runner.run(native)}
     if cfg.measure.baseline:
         fns["baseline"] = lambda: reference(x_ref)
-    m, anchor, anchor_hit = cfg.measure, None, None
+    m, anchor = cfg.measure, None
     with sw("latency"):
         if m.anchor:
-            threads, cache = torch.get_num_threads(), TensorCache(cfg.cache_dir)
-            anchor, anchor_hit = anchor_ms(
-                fns["baseline"], b.base.key, cfg.batch_size, device, device_name, threads, m, cache
-            )
-        keep = state_gate(anchor, m.max_state) if m.anchor else None
-        lat = measure_interleaved(fns, cfg.batch_size, Timing.of(m), device, keep)
-    if lat["variant"].disturbed:
-        log.warning(
-            "the machine stayed disturbed (baseline over %.1fx its anchor) for %.0f s: latency kept as "
-            "measured and marked machine_disturbed",
-            m.max_state,
-            m.max_wait_s,
-        )
+            book = AnchorBook(b.base.key, device, device_name, torch.get_num_threads(), m, TensorCache(cfg.cache_dir))
+            lat, anchor = time_anchored(fns, cfg.batch_size, Timing.of(m), device, book)
+        else:
+            lat = measure_interleaved(fns, cfg.batch_size, Timing.of(m), device)
     peak, peak_method = peak_memory_mb(fns["variant"], device, b.runner.size_mb)
-    return _Timed(lat, anchor, anchor_hit, peak, peak_method, reference)
+    return _Timed(lat, anchor, peak, peak_method, reference)
 
 
 def _latency_metrics(t: _Timed) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -273,7 +268,9 @@ def _env(b: Built, cfg: Config, device: str, caps: Any, t: _Timed) -> dict[str, 
         "peak_mem_method": t.peak_method,
         "latency_round_p50_ms": list(t.lat["variant"].round_p50_ms),
         "latency_method": "anchored to the baseline (ratio x anchor)" if anchored else "measured",
-        "anchor_cache_hit": t.anchor_hit if anchored else None,
+        "anchor_cache_hit": t.anchor.hit if t.anchor is not None else None,
+        "anchor_taken": t.anchor.taken if t.anchor is not None else None,
+        "anchor_replaced_ms": t.anchor.replaced_ms if t.anchor is not None else None,
         "output_agreement": b.agreement,
         "passes": {
             "prune": {"applied": cfg.prune.ratio > 0, "kernel": "real", "cache_hit": b.prune_hit},

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from infersearch.__main__ import to_config
-from infersearch.measure.anchor import anchored_metrics, round_ratio
+from infersearch.measure.anchor import Anchor, anchored_metrics, round_ratio
 from infersearch.measure.latency import Timing, measure_interleaved
 from infersearch.trial import evaluate_trial
 
@@ -25,9 +25,10 @@ def test_a_slow_machine_state_moves_the_raw_latency_but_not_the_anchored_one():
     timing = Timing(warmup=2, min_repeats=20, min_time_s=0.1, rounds=4)
     stats = measure_interleaved({"variant": lambda: a @ a, "baseline": lambda: b @ b}, 8, timing)
     v, base = stats["variant"], stats["baseline"]
-    quiet = anchored_metrics(v, base, anchor=base.p50_ms)
+    anchor = Anchor(base.p50_ms, 0.0, None, settled=True, taken="now")
+    quiet = anchored_metrics(v, base, anchor)
     factors = (1.0, 2.0, 2.0, 1.5)  # both candidates of a round ran moments apart: same state
-    slow = anchored_metrics(_slower(v, factors), _slower(base, factors), anchor=base.p50_ms)
+    slow = anchored_metrics(_slower(v, factors), _slower(base, factors), anchor)
     assert slow["latency_ms_p50_measured"] == pytest.approx(2 * quiet["latency_ms_p50_measured"])
     assert slow["latency_ms_p50"] == pytest.approx(quiet["latency_ms_p50"])
     assert slow["machine_state"] == pytest.approx(2 * quiet["machine_state"])
@@ -37,11 +38,16 @@ def test_a_slow_machine_state_moves_the_raw_latency_but_not_the_anchored_one():
     assert quiet["latency_ms_per_sample"] == pytest.approx(quiet["latency_ms_p50"] / 8)
 
 
+# The caching test accepts any anchor as settled and never stale (the suite may share a drifting machine):
+# the bar and the re-take have their own tests (test_truth.py).
+LENIENT = ("measure.max_foreign_cores=64", "measure.anchor_spread=10", "measure.max_state=100")
+
+
 def test_trials_share_one_cached_anchor_per_batch_size(make_cfg):
-    first = evaluate_trial(to_config(make_cfg("batch_size=4")), make_cfg().model)
-    second_cfg = make_cfg("batch_size=4", "prune.ratio=0.5")
+    first = evaluate_trial(to_config(make_cfg("batch_size=4", *LENIENT)), make_cfg().model)
+    second_cfg = make_cfg("batch_size=4", "prune.ratio=0.5", *LENIENT)
     second = evaluate_trial(to_config(second_cfg), second_cfg.model)
-    other_batch = evaluate_trial(to_config(make_cfg("batch_size=2")), make_cfg().model)
+    other_batch = evaluate_trial(to_config(make_cfg("batch_size=2", *LENIENT)), make_cfg().model)
     anchor = first.metrics["anchor_ms"]
     assert second.env["anchor_cache_hit"] is True
     assert second.metrics["anchor_ms"] == anchor

@@ -81,4 +81,4 @@ def test_a_re_timed_trial_sits_at_its_confirmed_latency_with_an_arrow_from_its_f
     (arrow,) = [a for a in ax.texts if hasattr(a, "arrow_patch")]
     assert arrow.xy == (1.5, 0.88) and arrow.xyann == (0.5, 0.88)
     labels = {t.get_text() for lg in ax.figure.legends + [ax.get_legend()] if lg for t in lg.get_texts()}
-    assert "re-timed: first → confirmed" in labels
+    assert "re-timed or re-anchored: first → reported" in labels

@@ -86,7 +86,13 @@ def trial_line(frozen, study_cfg: StudyConfig, on_front: bool, status: str = "")
     params = " ".join(f"{k}={v}" for k, v in frozen.params.items())
     if frozen.state == TrialState.COMPLETE:
         feas = "" if feasible(frozen) else " infeasible"
-        return f"{head}: {params} -> {objective_text(frozen, study_cfg)}{feas}{' [front]' if on_front else ''}"
+        m = attrs_of(frozen).metrics
+        busy = (
+            f" [disturbed: baseline at {m.get('machine_state', 0):.2f}x its anchor]"
+            if m.get("machine_disturbed")
+            else ""
+        )
+        return f"{head}: {params} -> {objective_text(frozen, study_cfg)}{feas}{busy}{' [front]' if on_front else ''}"
     return f"{head}: {params} -> {frozen.state.name} {attrs_of(frozen).error}"
 
 

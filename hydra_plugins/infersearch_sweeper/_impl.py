@@ -119,7 +119,8 @@ class InfersearchSweeperImpl:
         model_dir = None
         if st.export and summary.recommended is not None:
             try:
-                model_dir = export_trial(summary.recommended, Path(st.output_dir))
+                rec = summary.recommended
+                model_dir = export_trial(rec, Path(st.output_dir), summary.figures.get(str(rec.number)))
                 log.info("recommended model exported to %s (manifest.json says how to load it)", model_dir)
             except Exception as exc:  # the study and its report stand; say why the file is missing
                 log.error("could not export the recommended model: %s: %s", type(exc).__name__, exc)
@@ -146,7 +147,7 @@ class InfersearchSweeperImpl:
         self.tracker.pause()
         try:
             measure = OmegaConf.to_object(self.config.measure)
-            confirm_front(study, measure, self.config.cache_dir, previous, bool(self.config.isolate))
+            confirm_front(study, st.objectives, measure, self.config.cache_dir, previous, bool(self.config.isolate))
         except Exception as exc:  # the first measurements stand; say why they were not confirmed
             log.warning("could not confirm the front: %s: %s", type(exc).__name__, exc)
 

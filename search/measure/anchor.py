@@ -1,67 +1,199 @@
-"""Latency that survives a drifting machine: ratio to the baseline, times a fixed anchor.
+"""Latency that survives a drifting, busy machine: ratio to the baseline, times an anchor that holds.
 
-A shared machine flips between fast and slow states for seconds at a time, so two trials timed a
-minute apart are timed on different machines. Each trial already times the fp32 baseline in the
-same interleaved rounds as its variant; a state change slows both alike, so their ratio holds
-(taken per round, where the two ran a fraction of a second apart, then the median over rounds).
-The latency reported is that ratio times the baseline's latency measured once on this machine
-(the anchor, cached per model, batch size, device, threads and host). The trial also records
-``machine_state``: the baseline's latency now over the anchor (1.0 = the state the anchor saw).
-The raw figures stay beside the derived ones, as ``*_measured``.
+A shared machine flips between fast and slow states for seconds at a time, and a laptop or CI runner
+has neighbours that come and go. Each trial times the fp32 baseline in the same interleaved rounds as
+its variant; a state change slows both alike, so their ratio holds (taken per round, where the two ran
+a fraction of a second apart, then the median over rounds). The latency reported is that ratio times
+the *anchor*: the baseline's latency on this machine, timed longer, with the trial's own threads in
+the trial's own process. The raw figures stay beside the derived ones, as ``*_measured``;
+``machine_state`` is the baseline's latency now over the anchor (1.0 = the state the anchor saw).
+
+An anchor is a measurement with a quality bar (``Anchor.settled``): it counts only rounds in which no
+other program took the cores its threads need (search/measure/contention.py), and its round medians
+must agree within ``measure.anchor_spread``. Only a settled anchor is cached (per model, batch size,
+device, threads and host). It is re-taken, and the event logged, when a trial sees the baseline far
+from it with the machine otherwise idle, in either direction: faster than ``1 / max_state`` (it was
+timed in a slow moment) or slower than ``max_state`` through every round (the machine itself moved).
 
 The ratio holds for the mild drift of a quiet machine, not under a heavy neighbour: there the kernels
-slow unequally (oneDNN fp32 convolutions far more than ONNX Runtime int8). So a round whose baseline
-ran slower than ``measure.max_state`` times the anchor is thrown away and re-run, for up to
-``measure.max_wait_s``; a trial that never saw the machine settle is marked ``machine_disturbed``.
-``benchmarks/drift.py`` measures both.
+slow unequally (two OpenMP threads of the fp32 baseline on two busy cores far more than ONNX Runtime's
+int8). So a round in which others took our cores, or whose baseline ran slower than ``max_state``
+times the anchor, is thrown away and re-run, for up to ``measure.max_wait_s``; a trial that never saw
+the machine settle is marked ``machine_disturbed`` (its figure is the ratio of disturbed rounds, never
+recommended without a re-timing: search/study/confirm.py). ``benchmarks/busy_start.py`` and
+``benchmarks/drift.py`` measure both.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import math
 import platform
 import statistics
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from infersearch.cache import TensorCache, content_hash
 from infersearch.config import MeasureConfig
-from infersearch.measure.latency import LatencyStats, Timing, measure_interleaved
+from infersearch.measure.contention import free_for
+from infersearch.measure.latency import LatencyStats, Round, Timing, measure_interleaved
 
-# The anchor is timed twice the rounds and six times as long as a trial's baseline, and the fastest
-# of its round medians kept: the machine's undisturbed state, not the one it happened to be in.
+log = logging.getLogger(__name__)
+
+# The anchor is timed with twice the rounds and six times as long as a trial's baseline.
 ROUNDS_FACTOR, TIME_FACTOR = 2, 6.0
+KIND = "anchor"
+# After a measurement on this host ended disturbed, the next ones within BUSY_MEMORY_S wait at most
+# BUSY_WAIT_S for clean rounds: a neighbour that stays would otherwise cost every trial max_wait_s.
+BUSY_MEMORY_S, BUSY_WAIT_S = 120.0, 5.0
+DISTURBED_SINGLE = (
+    "the machine stayed busy while it was timed (other programs on its cores, or the baseline far off its "
+    "anchor, for measure.max_wait_s): the figures are the ratio of disturbed rounds; time it again when quiet"
+)
 
 
-def anchor_ms(
-    fn: Callable[[], Any],
-    baseline_key: str,
-    batch_size: int,
-    device: str,
-    device_name: str,
-    threads: int,
-    measure: MeasureConfig,
-    cache: TensorCache,
-) -> tuple[float, bool]:
-    """The baseline's p50 latency per batch on this machine, measured on first use: ``(ms, cache_hit)``."""
-    ident = {"baseline": baseline_key, "batch": batch_size, "device": device, "name": device_name}
-    key = content_hash(ident | {"threads": threads, "host": platform.node()})
-    m = measure
+@dataclass(frozen=True)
+class Anchor:
+    """The baseline's p50 per batch on this machine, and how far to trust it."""
 
-    def build() -> dict:
+    ms: float  # the median of its round medians
+    spread: float  # robust spread of those round medians (log scale, 1.4826 x MAD)
+    foreign_cores: float | None  # cores other programs took while it was timed
+    settled: bool  # every round clean and the rounds agree within measure.anchor_spread
+    taken: str  # when (UTC, ISO 8601)
+    hit: bool = False  # read from the cache
+    replaced_ms: float | None = None  # the anchor this one replaced in this trial
+
+    def entry(self) -> dict[str, Any]:
+        return {"p50_ms": self.ms, "spread": self.spread, "foreign_cores": self.foreign_cores, "taken": self.taken}
+
+    @classmethod
+    def of_entry(cls, e: dict[str, Any]) -> Anchor:
+        spread, foreign, taken = float(e.get("spread", 0.0)), e.get("foreign_cores"), str(e.get("taken"))
+        return cls(float(e["p50_ms"]), spread, foreign, settled=True, taken=taken, hit=True)
+
+
+def clean_round(threads: int, m: MeasureConfig) -> Callable[[Round], bool]:
+    """``keep_round``: no other program took the cores our ``threads`` need."""
+    return lambda r: free_for(r.foreign_cores, threads, m.max_foreign_cores)
+
+
+def state_gate(anchor: float, threads: int, m: MeasureConfig, baseline: str = "baseline") -> Callable[[Round], bool]:
+    """``keep_round`` for a trial: a clean round whose baseline ran within ``max_state`` of the anchor.
+    Kernels do not slow alike under a heavy neighbour (measured: the fp32 baseline 3x slower, ONNX
+    Runtime int8 1.2x), so there the ratio no longer holds and the round is re-run."""
+    clean = clean_round(threads, m)
+    return lambda r: clean(r) and r.medians[baseline] <= m.max_state * anchor
+
+
+def time_anchored(
+    fns: dict[str, Callable[[], Any]], batch_size: int, timing: Timing, device: str, book: AnchorBook
+) -> tuple[dict[str, LatencyStats], Anchor]:
+    """Interleaved rounds of ``fns`` (``baseline`` among them) through the gate of this machine's anchor;
+    the anchor re-taken when the rounds show it stale, and the rounds re-run when every one of them had
+    been judged against it. An unsettled anchor already waited for a quiet machine: no second wait; a
+    machine found busy moments ago gets a short one."""
+    base = fns["baseline"]
+    if book.recently_busy():
+        timing = replace(timing, max_wait_s=min(timing.max_wait_s, BUSY_WAIT_S))
+        book = book.waiting(timing.max_wait_s)
+    anchor = book.get(base, batch_size)
+    if not anchor.settled:
+        timing = replace(timing, max_wait_s=0.0)
+    lat = measure_interleaved(fns, batch_size, timing, device, book.gate(anchor))
+    if book.stale(anchor, lat["baseline"]):
+        anchor = book.retake(base, batch_size, anchor, lat["baseline"].p50_ms / anchor.ms)
+        if lat["baseline"].disturbed:
+            lat = measure_interleaved(fns, batch_size, timing, device, book.gate(anchor))
+    book.note(lat["baseline"].disturbed or not anchor.settled)
+    return lat, anchor
+
+
+def judge(stats: LatencyStats, bar: float) -> Anchor:
+    """An anchor from the baseline's rounds: settled when no round was disturbed and they agree."""
+    mid = statistics.median(stats.round_p50_ms)
+    spread = log_spread([r / mid for r in stats.round_p50_ms])
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return Anchor(mid, spread, stats.foreign_cores, not stats.disturbed and spread <= bar, now)
+
+
+class AnchorBook:
+    """The anchors of one baseline on this machine, one per batch size: cached while they hold."""
+
+    def __init__(
+        self, baseline_key: str, device: str, device_name: str, threads: int, m: MeasureConfig, cache: TensorCache
+    ) -> None:
+        self.ident = {"baseline": baseline_key, "device": device, "name": device_name}
+        self.device, self.threads, self.m, self.cache = device, threads, m, cache
+
+    def _key(self, batch_size: int) -> str:
+        return content_hash(self.ident | {"batch": batch_size, "threads": self.threads, "host": platform.node()})
+
+    def waiting(self, max_wait_s: float) -> AnchorBook:
+        """This book with its anchor waiting at most ``max_wait_s`` for clean rounds."""
+        m = replace(self.m, max_wait_s=min(self.m.max_wait_s, max_wait_s))
+        return AnchorBook(self.ident["baseline"], self.device, self.ident["name"], self.threads, m, self.cache)
+
+    def get(self, fn: Callable[[], Any], batch_size: int) -> Anchor:
+        """The cached anchor, or one timed now (cached only if settled)."""
+        entry = self.cache.get(KIND, self._key(batch_size))
+        return Anchor.of_entry(entry) if entry is not None else self.take(fn, batch_size)
+
+    def take(self, fn: Callable[[], Any], batch_size: int) -> Anchor:
+        """Time the baseline alone, clean rounds only (waiting up to ``max_wait_s`` for them), once more
+        if the rounds disagree; store it when settled, and never leave an older one behind when not."""
+        m, key = self.m, self._key(batch_size)
         timing = Timing.of(m).longer(ROUNDS_FACTOR, TIME_FACTOR, ROUNDS_FACTOR)
-        stats = measure_interleaved({"anchor": fn}, batch_size, timing, device)["anchor"]
-        return {"p50_ms": min(stats.round_p50_ms)}
+        for _ in range(2):
+            stats = measure_interleaved({KIND: fn}, batch_size, timing, self.device, clean_round(self.threads, m))
+            anchor = judge(stats[KIND], m.anchor_spread)
+            if anchor.settled or stats[KIND].disturbed:
+                break
+        if anchor.settled:
+            self.cache.put(KIND, key, anchor.entry())
+        else:
+            self.cache.drop(KIND, key)
+        return anchor
 
-    entry, hit = cache.get_or_build("anchor", key, build)
-    return float(entry["p50_ms"]), hit
+    def recently_busy(self) -> bool:
+        entry = self.cache.get("busy", content_hash({"host": platform.node()}))
+        return entry is not None and time.time() - float(entry["at"]) < BUSY_MEMORY_S
 
+    def note(self, disturbed: bool) -> None:
+        """Remember on this host whether the machine was busy: the next measurements wait less if so."""
+        key = content_hash({"host": platform.node()})
+        if disturbed:
+            self.cache.put("busy", key, {"at": time.time()})
+        else:
+            self.cache.drop("busy", key)
 
-def state_gate(anchor: float, max_state: float, baseline: str = "baseline") -> Callable[[dict[str, float]], bool]:
-    """``keep_round`` for :func:`measure_interleaved`: keep a round whose baseline ran within ``max_state``
-    of the anchor. Kernels do not slow alike under a heavy neighbour (measured: the fp32 baseline 3x
-    slower, ONNX Runtime int8 1.2x), so there the ratio no longer holds and the round is re-run."""
-    return lambda medians: medians[baseline] <= max_state * anchor
+    def gate(self, anchor: Anchor) -> Callable[[Round], bool]:
+        return state_gate(anchor.ms, self.threads, self.m)
+
+    def stale(self, anchor: Anchor, baseline: LatencyStats) -> bool:
+        """Whether a trial's baseline shows the machine far from ``anchor`` while no other program was
+        taking its cores: faster than ``1 / max_state`` (the anchor was timed in a slow moment), or
+        slower than ``max_state`` through every round (the machine itself moved)."""
+        if not free_for(baseline.foreign_cores, self.threads, self.m.max_foreign_cores):
+            return False
+        state = baseline.p50_ms / anchor.ms
+        return state < 1 / self.m.max_state or (baseline.disturbed and state > self.m.max_state)
+
+    def retake(self, fn: Callable[[], Any], batch_size: int, old: Anchor, state: float) -> Anchor:
+        new = replace(self.take(fn, batch_size), replaced_ms=old.ms)
+        log.warning(
+            "latency anchor (batch %d) re-taken: the baseline ran at %.2fx it on an otherwise idle machine; "
+            "%.4g ms -> %.4g ms (%s); figures derived from the old one are re-derived from the new one",
+            batch_size,
+            state,
+            old.ms,
+            new.ms,
+            "settled" if new.settled else "not settled: the machine is busy",
+        )
+        return new
 
 
 def round_ratio(variant: LatencyStats, baseline: LatencyStats) -> float:
@@ -78,10 +210,12 @@ def log_spread(ratios: list[float]) -> float:
     return 1.4826 * statistics.median(abs(x - mid) for x in logs)
 
 
-def anchored_metrics(variant: LatencyStats, baseline: LatencyStats, anchor: float) -> dict[str, float]:
-    """The variant's latency metrics derived from its ratio to the baseline; raw figures kept as ``*_measured``."""
+def anchored_metrics(variant: LatencyStats, baseline: LatencyStats, anchor: Anchor) -> dict[str, float]:
+    """The variant's latency metrics derived from its ratio to the baseline; raw figures kept as ``*_measured``.
+    Disturbed when its rounds never settled or its anchor is not settled."""
     ratio = round_ratio(variant, baseline)
-    p50 = ratio * anchor
+    p50 = ratio * anchor.ms
+    foreign = variant.foreign_cores
     return {
         "latency_ms_p50": p50,
         "latency_ms_p95": p50 * variant.p95_ms / variant.p50_ms,
@@ -93,8 +227,34 @@ def anchored_metrics(variant: LatencyStats, baseline: LatencyStats, anchor: floa
         "latency_ms_per_sample_measured": variant.per_sample_ms,
         "latency_ratio_to_baseline": ratio,
         "speedup_vs_baseline": 1.0 / ratio,
-        "machine_state": baseline.p50_ms / anchor,
-        "machine_disturbed": float(variant.disturbed),
+        "machine_state": baseline.p50_ms / anchor.ms,
+        "machine_disturbed": float(variant.disturbed or not anchor.settled),
         "latency_rounds_rejected": variant.rounds_rejected,
-        "anchor_ms": anchor,
+        "foreign_cores": math.nan if foreign is None else foreign,
+        "anchor_ms": anchor.ms,
+        "anchor_spread": anchor.spread,
+        "anchor_settled": float(anchor.settled),
     }
+
+
+# The figures an anchor scales: re-derived when a study's anchor for their batch size changed.
+ANCHORED = ("latency_ms_p50", "latency_ms_p95", "latency_ms_per_sample")
+
+
+def rescaled(metrics: dict[str, Any], anchor_ms: float) -> dict[str, Any]:
+    """A trial's anchored metrics re-derived from another anchor for its batch size (its ratio to the
+    baseline is what was measured; the anchor only converts it to milliseconds)."""
+    old = metrics.get("anchor_ms")
+    if not old or anchor_ms == old:
+        return metrics
+    f = anchor_ms / old
+    return (
+        metrics
+        | {k: metrics[k] * f for k in ANCHORED if k in metrics}
+        | {
+            "throughput_per_s": metrics.get("throughput_per_s", 0.0) / f,
+            "anchor_ms": anchor_ms,
+            "anchor_ms_first": old,
+            "machine_state": metrics.get("machine_state", 1.0) / f,
+        }
+    )

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from infersearch.measure.contention import Mark
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -48,6 +50,13 @@ class LatencyStats:
     round_p50_ms: tuple[float, ...]  # median of each interleaved round: the drift, visible
     rounds_rejected: int = 0  # rounds the ``keep_round`` test threw away (machine disturbed)
     disturbed: bool = False  # too few rounds passed it within ``max_wait_s``: all rounds were kept
+    # cores' worth of CPU other processes used during each round kept (None: not measurable here)
+    round_foreign_cores: tuple[float | None, ...] = ()
+
+    @property
+    def foreign_cores(self) -> float | None:
+        known = [f for f in self.round_foreign_cores if f is not None]
+        return statistics.median(known) if known else None
 
     @property
     def cv(self) -> float:
@@ -103,7 +112,17 @@ def _percentile(sorted_xs: list[float], q: float) -> float:
     return sorted_xs[idx]
 
 
-def _stats(rounds: list[list[float]], batch_size: int, rejected: int = 0, disturbed: bool = False) -> LatencyStats:
+@dataclass(frozen=True)
+class Round:
+    """One finished round, as ``keep_round`` judges it: each candidate's median and what others used."""
+
+    medians: dict[str, float]
+    foreign_cores: float | None
+
+
+def _stats(
+    rounds: list[list[float]], batch_size: int, rejected: int = 0, disturbed: bool = False, foreign: tuple = ()
+) -> LatencyStats:
     xs = sorted(t for rnd in rounds for t in rnd)
     return LatencyStats(
         batch_size=batch_size,
@@ -115,6 +134,7 @@ def _stats(rounds: list[list[float]], batch_size: int, rejected: int = 0, distur
         round_p50_ms=tuple(statistics.median(r) for r in rounds if r),
         rounds_rejected=rejected,
         disturbed=disturbed,
+        round_foreign_cores=foreign,
     )
 
 
@@ -124,14 +144,15 @@ def measure_interleaved(
     batch_size: int,
     timing: Timing,
     device: str = "cpu",
-    keep_round: Callable[[dict[str, float]], bool] | None = None,
+    keep_round: Callable[[Round], bool] | None = None,
 ) -> dict[str, LatencyStats]:
     """Time each callable (one call = one batch) in alternating rounds.
 
     Each round runs every candidate until it has its share of ``min_repeats``
     calls and of ``min_time_s``; the order flips every round. On CUDA every
     call is bracketed by events and the device is synchronised before reading.
-    ``keep_round`` judges each finished round by its per-candidate medians; a rejected
+    ``keep_round`` judges each finished round (its per-candidate medians, the cores other processes
+    took meanwhile: search/measure/contention.py); a rejected
     round is replaced by another, for at most ``timing.max_wait_s`` after the first rejection,
     after which every round is kept and the result is marked ``disturbed``.
     """
@@ -146,9 +167,10 @@ def measure_interleaved(
     per_round_s = min_time_s / rounds
     kept: dict[str, list[list[float]]] = {name: [] for name in fns}
     thrown: dict[str, list[list[float]]] = {name: [] for name in fns}
+    foreign: dict[bool, list[float | None]] = {True: [], False: []}
     names, r, deadline = list(fns), 0, None
     while len(kept[names[0]]) < rounds:
-        this_round = {}
+        this_round, mark = {}, Mark.now()
         for name in names if r % 2 == 0 else reversed(names):
             fn, t_end, pending = fns[name], time.perf_counter() + per_round_s, []
             while len(pending) < per_round_n or time.perf_counter() < t_end:
@@ -160,7 +182,9 @@ def measure_interleaved(
             clock.sync()
             this_round[name] = [clock.elapsed_ms(a, b) for a, b in pending]
         r += 1
-        ok = keep_round is None or keep_round({n: statistics.median(t) for n, t in this_round.items()})
+        done = Round({n: statistics.median(t) for n, t in this_round.items()}, mark.foreign_cores(Mark.now()))
+        ok = keep_round is None or keep_round(done)
+        foreign[ok].append(done.foreign_cores)
         for name, times in this_round.items():
             (kept if ok else thrown)[name].append(times)
         if not ok:
@@ -169,7 +193,8 @@ def measure_interleaved(
                 break
     disturbed = len(kept[names[0]]) < rounds
     n_thrown = len(thrown[names[0]])
+    loads = tuple(foreign[True] + foreign[False] if disturbed else foreign[True])
     return {
-        name: _stats(kept[name] + thrown[name] if disturbed else kept[name], batch_size, n_thrown, disturbed)
+        name: _stats(kept[name] + thrown[name] if disturbed else kept[name], batch_size, n_thrown, disturbed, loads)
         for name in fns
     }

@@ -23,18 +23,22 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from infersearch.config import MeasureConfig
-from infersearch.measure.anchor import anchor_ms, anchored_metrics, log_spread, state_gate
+from infersearch.measure.anchor import Anchor, AnchorBook, anchored_metrics, log_spread, time_anchored
 from infersearch.measure.latency import LatencyStats, Timing, measure_interleaved
 from infersearch.study.attrs import attrs_of
-from infersearch.study.pareto import front
+from infersearch.study.figures import reported
+from infersearch.study.pareto import confirmed_front
 
 log = logging.getLogger(__name__)
 BASELINE = "baseline"  # not a trial number
 ROUNDS_FACTOR, TIME_FACTOR = 2, 3.0
+MAX_ROUNDS = 3  # confirmation rounds: the front, then newcomers and members timed while the machine was busy
 
 
-def _members(study: optuna.Study, previous: int | None) -> list[FrozenTrial]:
-    members = front(study)
+def _members(study: optuna.Study, objectives: list[Any], previous: int | None) -> list[FrozenTrial]:
+    """The front at the figures the study reports now (first measurements, on the current anchors), and the
+    previous run's recommendation."""
+    members = confirmed_front(study, reported(study), objectives)[0]
     if previous is not None and previous not in {t.number for t in members}:
         trials = study.get_trials(deepcopy=False)
         if previous < len(trials) and trials[previous].state == TrialState.COMPLETE:
@@ -61,15 +65,15 @@ def measure_members(configs: dict[str, dict[str, Any]], measure: dict[str, Any],
             native = built.runner.prepare(_batch(built.task, bs))
             fns[number] = (lambda run, x: lambda: run(x))(built.runner.run, native)
         m, device = cfg.measure, resolve(cfg.device)
+        timing = Timing.of(m).longer(ROUNDS_FACTOR, TIME_FACTOR, ROUNDS_FACTOR)
         if m.anchor:  # the baseline joins the rounds, so confirmed figures are anchored like the first ones
             reference, x_ref = built.base.fresh().to(device), _batch(built.task, bs).to(device)
             fns[BASELINE] = lambda: reference(x_ref)
-            anchor, _ = anchor_ms(
-                fns[BASELINE], built.base.key, bs, device, capabilities(device).name, torch.get_num_threads(), m,
-                TensorCache(cache_dir),
-            )  # fmt: skip
-        timing = Timing.of(m).longer(ROUNDS_FACTOR, TIME_FACTOR, ROUNDS_FACTOR)
-        stats = measure_interleaved(fns, bs, timing, device, state_gate(anchor, m.max_state) if anchor else None)
+            threads, cache = torch.get_num_threads(), TensorCache(cache_dir)
+            book = AnchorBook(built.base.key, device, capabilities(device).name, threads, m, cache)
+            stats, anchor = time_anchored(fns, bs, timing, device, book)
+        else:
+            stats = measure_interleaved(fns, bs, timing, device)
         base = stats.get(BASELINE)
         for number in group:
             out["members"][number] = _confirmed(stats[number], base, anchor)
@@ -78,7 +82,7 @@ def measure_members(configs: dict[str, dict[str, Any]], measure: dict[str, Any],
     return out
 
 
-def _confirmed(own: LatencyStats, base: LatencyStats | None, anchor: float | None) -> dict[str, Any]:
+def _confirmed(own: LatencyStats, base: LatencyStats | None, anchor: Anchor | None) -> dict[str, Any]:
     metrics = anchored_metrics(own, base, anchor) if anchor and base is not None else own.as_metrics()
     if base is not None:
         ratios = [v / b for v, b in zip(own.round_p50_ms, base.round_p50_ms)]
@@ -88,37 +92,58 @@ def _confirmed(own: LatencyStats, base: LatencyStats | None, anchor: float | Non
     return metrics | {"round_p50_ms": list(own.round_p50_ms), "round_ratios": ratios, "spread": log_spread(ratios)}
 
 
+def _untrusted(confirmed: dict[str, Any] | None) -> bool:
+    return confirmed is None or bool(confirmed.get("machine_disturbed"))
+
+
 def confirm_front(
-    study: optuna.Study, measure: MeasureConfig, cache_dir: str, previous: int | None, isolate: bool = True
+    study: optuna.Study,
+    objectives: list[Any],
+    measure: MeasureConfig,
+    cache_dir: str,
+    previous: int | None,
+    isolate: bool = True,
 ) -> dict[str, Any]:
-    """Time the front and the previous recommendation side by side; store and return the figures."""
+    """Time the front and the previous recommendation side by side; then, while the front at the confirmed
+    figures holds members without an undisturbed confirmed figure (newcomers, or members timed while the
+    machine stayed busy), time those, up to ``MAX_ROUNDS`` rounds. Store and return the figures."""
     from infersearch.isolation import run_isolated
 
-    members = _members(study, previous)
-    configs = {str(t.number): dict(attrs_of(t).config) for t in members}
     plain = asdict(measure)
-    args = (configs, plain, cache_dir)
-    result = run_isolated(measure_members, *args) if isolate else measure_members(*args)
-    confirmed = {}
-    for t in members:
-        metrics = result["members"][str(t.number)]
-        before = attrs_of(t).metrics["latency_ms_per_sample"]
-        confirmed[str(t.number)] = metrics | {"ratio_to_first": metrics["latency_ms_per_sample"] / before}
-    study.set_user_attr("confirmation", confirmed)
+    confirmed: dict[str, Any] = {}
+    todo, baselines, rounds = _members(study, objectives, previous), {}, 0
+    while todo and rounds < MAX_ROUNDS:
+        rounds += 1
+        configs = {str(t.number): dict(attrs_of(t).config) for t in todo}
+        args = (configs, plain, cache_dir)
+        result = run_isolated(measure_members, *args) if isolate else measure_members(*args)
+        for t in todo:
+            metrics = result["members"][str(t.number)]
+            before = attrs_of(t).metrics["latency_ms_per_sample"]
+            confirmed[str(t.number)] = metrics | {"ratio_to_first": metrics["latency_ms_per_sample"] / before}
+        baselines |= result["baseline_round_p50_ms"]
+        study.set_user_attr("confirmation", confirmed)
+        members = confirmed_front(study, reported(study), objectives)[0]
+        todo = [t for t in members if _untrusted(confirmed.get(str(t.number)))]
     study.set_user_attr(
         "confirmation_context",
         {
             "previous_recommendation": previous if previous is not None and str(previous) in confirmed else None,
-            "baseline_round_p50_ms": result["baseline_round_p50_ms"],
+            "baseline_round_p50_ms": baselines,
             "measure": plain,
+            "rounds": rounds,
             "time": dt.datetime.now(dt.timezone.utc).isoformat(),
         },
     )
     moved = [n for n, c in confirmed.items() if abs(c["ratio_to_first"] - 1) > 0.1]
+    busy = [n for n, c in confirmed.items() if c.get("machine_disturbed")]
     log.info(
-        "confirmed %d front members%s side by side; latency moved by more than 10%% for: %s",
-        len(front(study)),
-        f" and the previous recommendation (trial {previous})" if len(members) > len(front(study)) else "",
+        "confirmed %d trials side by side in %d round(s) (the front%s, then its newcomers); latency moved by more "
+        "than 10%% for: %s%s",
+        len(confirmed),
+        rounds,
+        f" and the previous recommendation, trial {previous}" if str(previous) in confirmed else "",
         ", ".join(moved) or "none",
+        f"; still disturbed after {rounds} round(s): {', '.join(busy)}" if busy else "",
     )
     return confirmed

@@ -44,9 +44,11 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def export_trial(trial: FrozenTrial, out_dir: Path) -> Path:
+def export_trial(trial: FrozenTrial, out_dir: Path, metrics: dict[str, Any] | None = None) -> Path:
     """Rebuild the trial's variant from its stored config (cached steps are reused) and
-    save it to ``out_dir/model``; the folder is swapped in whole, never half-written."""
+    save it to ``out_dir/model``; the folder is swapped in whole, never half-written. ``metrics``: the
+    figures the study reports for it (study/figures.py: confirmed, on the current anchor), which the
+    serving SLO and alerts derive from; its first measurement when not given."""
     from infersearch.trial import rebuild
 
     a = attrs_of(trial)
@@ -64,7 +66,7 @@ def export_trial(trial: FrozenTrial, out_dir: Path) -> Path:
         "files": {f.name: _sha256(f) for f in files},
         "input": {"name": "input", "shape": ["batch", *x.shape[1:]], "dtype": "float32"},
         "params": a.params,
-        "metrics": a.metrics,
+        "metrics": metrics or a.metrics,
         "env": a.env,
         "config": stored,
         "load": LOAD[fmt].format(hint=hint) if fmt == "openvino-ir" else LOAD[fmt],

@@ -16,9 +16,10 @@ from optuna.trial import TrialState
 from infersearch.config import StudyConfig
 from infersearch.errors import ConfigError
 from infersearch.study.attrs import attrs_of
+from infersearch.study.figures import disturbed, reported
 from infersearch.study.pareto import objective_values
 from infersearch.study.record import counts
-from infersearch.study.regression import disturbed, settings, spread_of, verdict
+from infersearch.study.regression import settings, spread_of, verdict
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +55,14 @@ def conclude(study: optuna.Study, summary, st: StudyConfig) -> Outcome:
     if rec is None:
         return Outcome(EXIT_NO_FEASIBLE, "no feasible configuration: every complete trial violates a constraint")
     history = list(study.user_attrs.get("recommendations", []))
-    confirmation = study.user_attrs.get("confirmation", {})
-    values = objective_values(rec, confirmation, st.objectives)
+    confirmation, figures = study.user_attrs.get("confirmation", {}), reported(study)
+    values = objective_values(rec, figures, st.objectives)
     entry = {
         "time": dt.datetime.now(dt.timezone.utc).isoformat(),
         "trial": rec.number,
         "values": {o.metric: v for o, v in zip(st.objectives, values)},
         "spread": spread_of(rec, confirmation),
-        "disturbed": disturbed(rec, confirmation),
+        "disturbed": disturbed(rec, figures),
         "params": attrs_of(rec).params,
         "settings": settings(st),
     }

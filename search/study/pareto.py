@@ -87,25 +87,26 @@ def _hv_scale(losses: np.ndarray, directions: Sequence[str], reference: Sequence
 
 
 def confirmed_front(
-    study: optuna.Study, confirmation: dict[str, Any], objectives: Sequence[Any]
+    study: optuna.Study, figures: dict[str, Any], objectives: Sequence[Any]
 ) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
-    """The front over feasible complete trials, each valued by its side-by-side confirmed
-    measurement where it has one; and the first-measured members that this moved off it."""
+    """The front over feasible complete trials, each valued at its reported figures (study/figures.py:
+    confirmed where re-timed, else re-derived from the current anchor); and the first-measured members
+    that this moved off it."""
     first = front(study)
-    if not confirmation:
+    if not figures:
         return first, []
     candidates = [t for t in complete_values(study) if feasible(t) and attrs_of(t).reused_from is None]
     dirs = [o.direction for o in objectives]
-    values = [objective_values(t, confirmation, objectives) for t in candidates]
+    values = [objective_values(t, figures, objectives) for t in candidates]
     keep = [t for t, ok in zip(candidates, non_dominated(values, dirs)) if ok]
     kept = {t.number for t in keep}
     return keep, [t for t in first if t.number not in kept]
 
 
-def objective_values(t: FrozenTrial, confirmation: dict[str, Any], objectives: Sequence[Any]) -> list[float]:
-    """The trial's objective values, with side-by-side confirmed measurements where there are some."""
-    confirmed = confirmation.get(str(t.number), {})
-    return [confirmed.get(o.metric, v) for o, v in zip(objectives, t.values)]
+def objective_values(t: FrozenTrial, figures: dict[str, Any], objectives: Sequence[Any]) -> list[float]:
+    """The trial's objective values at its reported figures (study/figures.py) where there are some."""
+    reported = figures.get(str(t.number), {})
+    return [reported.get(o.metric, v) for o, v in zip(objectives, t.values)]
 
 
 def recommend(

@@ -27,6 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from infersearch.config import Rule, StudyConfig
 from infersearch.measure.anchor import log_spread
 from infersearch.study.attrs import attrs_of
+from infersearch.study.figures import disturbed
 from infersearch.study.record import constraint_values
 
 RETIMED = ("latency_ms_p50", "latency_ms_p95", "latency_ms_per_sample", "throughput_per_s")
@@ -117,7 +118,8 @@ def verdict(
     if timed and (disturbed(rec, confirmation) or previous.get("disturbed")):
         which = "this run's" if disturbed(rec, confirmation) else "the previous run's"
         notes.append(
-            f"the machine stayed disturbed (baseline over measure.max_state x its anchor) while {which} "
+            f"the machine stayed disturbed (other programs on its cores, or the baseline far off its anchor) while "
+            f"{which} "
             "recommendation was timed: its latency says nothing about the model, not compared"
         )
         return Verdict(False, "", notes)
@@ -143,16 +145,10 @@ def verdict(
     return Verdict(regressed, head, notes)
 
 
-def disturbed(t: FrozenTrial, confirmation: dict[str, Any]) -> bool:
-    """The trial's latency was timed (confirmed, or first measured) on a machine that never settled."""
-    metrics = confirmation.get(str(t.number)) or attrs_of(t).metrics
-    return bool(metrics.get("machine_disturbed"))
-
-
 def spread_of(t: FrozenTrial, confirmation: dict[str, Any]) -> float:
     """One round's noise in the trial's latency (log scale): from the side-by-side confirmation where it
     was re-timed, else from its own rounds."""
-    if str(t.number) in confirmation:
+    if "spread" in confirmation.get(str(t.number), {}):
         return float(confirmation[str(t.number)]["spread"])
     rounds = attrs_of(t).env.get("latency_round_p50_ms") or []
     if len(rounds) < 2:

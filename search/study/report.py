@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,15 @@ from infersearch.cache import atomic_write_bytes, atomic_write_text
 from infersearch.config import StudyConfig
 from infersearch.report_table import table
 from infersearch.study.attrs import attrs_of
-from infersearch.study.pareto import confirmed_front, feasible, objective_values, recommend
+from infersearch.study.figures import disturbed, reported
+from infersearch.study.pareto import (
+    complete_values,
+    confirmed_front,
+    feasible,
+    non_dominated,
+    objective_values,
+    recommend,
+)
 from infersearch.study.regression import keep_previous
 from infersearch.study.storage import directions
 
@@ -43,6 +51,8 @@ class Summary:
     rule: str
     files: dict[str, Path]
     time_per_trial: dict[str, float]  # median seconds per step over measured trials
+    figures: dict[str, dict[str, Any]] = field(default_factory=dict)  # reported metrics (study/figures.py)
+    busy: str = ""  # how many trials the machine was too busy to measure, and how busy; "" when none
 
 
 def _row(t: FrozenTrial, on_front: set[int], st: StudyConfig, confirmation: dict[str, Any]) -> dict[str, Any]:
@@ -101,14 +111,18 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _member(t: FrozenTrial, st: StudyConfig) -> dict[str, Any]:
+def _member(t: FrozenTrial, st: StudyConfig, figures: dict[str, Any]) -> dict[str, Any]:
+    """A front member as pareto.json and recommendation.json give it: values and metrics as reported
+    (confirmed, or re-derived from the current anchor), Optuna's first-measured values beside them."""
     a = attrs_of(t)
     return {
         "number": t.number,
         "params": a.params or dict(t.params),
         "optuna_params": dict(t.params),
-        "values": {o.metric: v for o, v in zip(st.objectives, t.values)},
-        "metrics": a.metrics,
+        "values": {o.metric: v for o, v in zip(st.objectives, objective_values(t, figures, st.objectives))},
+        "first_values": {o.metric: v for o, v in zip(st.objectives, t.values)},
+        "disturbed": disturbed(t, figures),
+        "metrics": figures.get(str(t.number), a.metrics),
         "baseline": a.baseline,
         "emulated": a.emulated,
         "overrides": a.overrides,
@@ -117,7 +131,7 @@ def _member(t: FrozenTrial, st: StudyConfig) -> dict[str, Any]:
 
 def current_front(study: optuna.Study, st: StudyConfig) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
     """The feasible front, after the side-by-side confirmation when the study has one: (front, moved off)."""
-    return confirmed_front(study, study.user_attrs.get("confirmation", {}), st.objectives)
+    return confirmed_front(study, reported(study), st.objectives)
 
 
 def trial_rows(study: optuna.Study, st: StudyConfig) -> list[dict[str, Any]]:
@@ -131,7 +145,7 @@ def front_rows(summary: Summary, st: StudyConfig) -> list[dict[str, Any]]:
     """One flat row per front member: the rows of pareto.json."""
     rows = []
     for t in summary.front:
-        m = _member(t, st)
+        m = _member(t, st, summary.figures)
         rows.append(
             {"number": m["number"]}
             | {f"param.{k}": v for k, v in m["params"].items()}
@@ -146,25 +160,16 @@ def write_report(study: optuna.Study, st: StudyConfig, out_dir: str | Path | Non
     out.mkdir(parents=True, exist_ok=True)
     trials = study.get_trials(deepcopy=False)
     members, moved = current_front(study, st)
-    confirmation = study.user_attrs.get("confirmation", {})
+    confirmation, figures = study.user_attrs.get("confirmation", {}), reported(study)
     rows = trial_rows(study, st)
     files = {"trials": out / "trials.csv", "pareto_json": out / "pareto.json", "pareto_csv": out / "pareto.csv"}
     atomic_write_text(files["trials"], _csv(rows))
-    pareto = [_member(t, st) | {"confirmed": confirmation.get(str(t.number))} for t in members]
+    pareto = [_member(t, st, figures) | {"confirmed": confirmation.get(str(t.number))} for t in members]
     atomic_write_text(files["pareto_json"], json.dumps(pareto, indent=2, default=str))
     atomic_write_text(files["pareto_csv"], _csv([r for r in rows if r["on_front"]]))
-    recommended, rule = None, "no feasible configuration"
-    if members:
-        values = [objective_values(t, confirmation, st.objectives) for t in members]
-        recommended, rule = recommend(members, st.recommend, directions(st), values)
-        previous = study.user_attrs.get("confirmation_context", {}).get("previous_recommendation")
-        by_number = {t.number: t for t in members}
-        kept = keep_previous(
-            recommended, by_number.get(previous), {t.number: v for t, v in zip(members, values)}, confirmation, st
-        )
-        if kept:
-            recommended, rule = by_number[previous], f"{rule}; {kept}"
-        rec = _member(recommended, st) | {
+    recommended, rule = _recommend(study, st, members, figures, confirmation)
+    if recommended is not None:
+        rec = _member(recommended, st, figures) | {
             "rule": rule,
             "study": st.name,
             "confirmed": confirmation.get(str(recommended.number)),
@@ -172,7 +177,7 @@ def write_report(study: optuna.Study, st: StudyConfig, out_dir: str | Path | Non
         files["recommendation"] = out / "recommendation.json"
         atomic_write_text(files["recommendation"], json.dumps(rec, indent=2, default=str))
     files["plot"] = out / "pareto.png"
-    atomic_write_bytes(files["plot"], plot_png(trials, members, recommended, st, confirmation))
+    atomic_write_bytes(files["plot"], plot_png(trials, members, recommended, st, figures))
     return Summary(
         n_trials=len(trials),
         n_complete=sum(t.state == TrialState.COMPLETE for t in trials),
@@ -185,29 +190,81 @@ def write_report(study: optuna.Study, st: StudyConfig, out_dir: str | Path | Non
         rule=rule,
         files=files,
         time_per_trial=median_breakdown(trials),
+        figures=figures,
+        busy=busy_text(trials, figures, recommended),
+    )
+
+
+def trusted(t: FrozenTrial, figures: dict[str, Any], confirmation: dict[str, Any]) -> bool:
+    """A figure a recommendation may rest on: not disturbed, and confirmed when the study confirmed."""
+    return not disturbed(t, figures) and (not confirmation or str(t.number) in confirmation)
+
+
+def _recommend(study, st: StudyConfig, members, figures, confirmation) -> tuple[FrozenTrial | None, str]:
+    """One configuration, from the front of the trials with a trusted figure (the front itself once the
+    confirmation re-timed every member); from the whole front, marked, when none has one."""
+    if not members:
+        return None, "no feasible configuration"
+    ok = [t for t in complete_values(study) if feasible(t) and trusted(t, figures, confirmation)]
+    ok_values = [objective_values(t, figures, st.objectives) for t in ok]
+    pool = [t for t, keep in zip(ok, non_dominated(ok_values, directions(st))) if keep] or members
+    values = [objective_values(t, figures, st.objectives) for t in pool]
+    recommended, rule = recommend(pool, st.recommend, directions(st), values)
+    if pool is members:
+        rule += "; no feasible trial has an undisturbed confirmed figure (the machine stayed busy): marked disturbed"
+    previous = study.user_attrs.get("confirmation_context", {}).get("previous_recommendation")
+    by_number = {t.number: t for t in pool}
+    kept = keep_previous(
+        recommended, by_number.get(previous), {t.number: v for t, v in zip(pool, values)}, confirmation, st
+    )
+    if kept:
+        recommended, rule = by_number[previous], f"{rule}; {kept}"
+    return recommended, rule
+
+
+def busy_text(trials: list[FrozenTrial], figures: dict[str, Any], recommended: FrozenTrial | None) -> str:
+    """One line when the machine was too busy to measure some trials: how many, how busy; "" otherwise."""
+    measured = [t for t in trials if t.state == TrialState.COMPLETE and "machine_state" in attrs_of(t).metrics]
+    hit = [attrs_of(t).metrics for t in measured if attrs_of(t).metrics.get("machine_disturbed")]
+    if not hit:
+        return ""
+    states = [m["machine_state"] for m in hit]
+    loads = [f for m in hit if (f := m.get("foreign_cores")) is not None and f == f]
+    load = f", other programs on {min(loads):.1f}-{max(loads):.1f} cores" if loads else ""
+    rec = ""
+    if recommended is not None and disturbed(recommended, figures):
+        rec = "; the recommendation's own figure is disturbed: re-run the study when the machine is quiet"
+    return (
+        f"the machine was too busy to measure {len(hit)} of {len(measured)} trials (baseline at "
+        f"{min(states):.2f}-{max(states):.2f}x its anchor{load}): their figures are marked disturbed in the front "
+        f"table, trials.csv, pareto.json and W&B, and are never recommended unless re-timed quietly{rec}"
     )
 
 
 def front_table(summary: Summary, st: StudyConfig) -> str:
+    """The front at its reported figures; "timed" says which: confirmed, first (re-derived from the current
+    anchor where it moved) or DISTURBED (the machine never settled: not a figure to rely on)."""
     metric = _metric_name(summary.front)
     headers = ["#", *PARAM_COLUMNS, *(o.metric for o in st.objectives), f"{metric} drop", "p95 ms", "speed-up"]
     rows = []
     for t in summary.front:
         a = attrs_of(t)
-        p, m = a.params, a.metrics
+        p, m = a.params, summary.figures.get(str(t.number), a.metrics)
         mark = "*" if summary.recommended is not None and t.number == summary.recommended.number else ""
         emu = " (emulated)" if a.emulated else ""
+        timed = "DISTURBED" if m.get("machine_disturbed") else ("confirmed" if "spread" in m else "first")
         rows.append(
             [
                 f"{t.number}{mark}",
                 *(quant_text(p) if k == "quant_bits" else p.get(k, "") for k in PARAM_COLUMNS),
-                *t.values,
+                *objective_values(t, summary.figures, st.objectives),
                 m.get(f"{metric}_drop", ""),
                 m.get("latency_ms_p95", ""),
                 f"{m.get('speedup_vs_baseline', float('nan')):.2f}x{emu}",
+                timed,
             ]
         )
-    return table(headers, rows)
+    return table([*headers, "timed"], rows)
 
 
 def _metric_name(trials: list[FrozenTrial]) -> str:
@@ -232,6 +289,8 @@ def summary_text(summary: Summary, st: StudyConfig) -> str:
             "moved off the front when re-measured side by side: "
             + ", ".join(f"trial {t.number}" for t in summary.moved)
         )
+    if summary.busy:
+        lines.append(summary.busy)
     if summary.recommended is not None:
         lines.append(f"recommended: trial {summary.recommended.number} ({summary.rule})")
         lines.append("  " + " ".join(attrs_of(summary.recommended).overrides))
@@ -260,7 +319,7 @@ def _style_keys(t: FrozenTrial) -> tuple[str, tuple[int, str, str]]:
     )
 
 
-def pareto_figure(trials, members, recommended, st: StudyConfig, confirmation: dict[str, Any] | None = None):
+def pareto_figure(trials, members, recommended, st: StudyConfig, figures: dict[str, Any] | None = None):
     """The study's first objective against its last: colour by engine, marker by (bit-width and int8 scheme,
     precision), infeasible faded, the feasible front joined, the recommendation starred. A trial re-timed by
     the confirmation sits at its confirmed figures (those the front and the recommendation use), with an
@@ -280,8 +339,7 @@ def pareto_figure(trials, members, recommended, st: StudyConfig, confirmation: d
     colour = {e: ENGINE_COLOURS.get(e) or next(spare) for e in engines}
     marker = {k: MARKERS[i % len(MARKERS)] for i, k in enumerate(kinds)}
     emulated = {_style_keys(t)[1] for t in shown if attrs_of(t).emulated}
-    confirmation = confirmation or {}
-    at = {t.number: objective_values(t, confirmation, st.objectives) for t in shown}
+    at = {t.number: objective_values(t, figures or {}, st.objectives) for t in shown}
     fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
     retimed = [t for t in shown if at[t.number] != list(t.values)]
     for t in retimed:
@@ -327,7 +385,11 @@ def pareto_figure(trials, members, recommended, st: StudyConfig, confirmation: d
         if recommended is not None:
             extra.append(Line2D([], [], ls="", marker="*", ms=12, mfc="gold", mec="k", label="recommended"))
         if retimed:
-            extra.append(Line2D([], [], color="0.45", lw=0.8, marker=">", ms=4, label="re-timed: first → confirmed"))
+            extra.append(
+                Line2D(
+                    [], [], color="0.45", lw=0.8, marker=">", ms=4, label="re-timed or re-anchored: first → reported"
+                )
+            )
         first = ax.legend(handles=by_engine, title="engine", fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
         ax.add_artist(first)
         ax.legend(
@@ -346,11 +408,11 @@ def _kind_label(kind: tuple[int, str, str], emulated: bool) -> str:
     return f"{bits}-bit{' ' + scheme if scheme else ''}, {precision}" + (" (emulated)" if emulated else "")
 
 
-def plot_png(trials, members, recommended, st: StudyConfig, confirmation: dict[str, Any] | None = None) -> bytes:
+def plot_png(trials, members, recommended, st: StudyConfig, figures: dict[str, Any] | None = None) -> bytes:
     """:func:`pareto_figure` as PNG bytes."""
     import matplotlib.pyplot as plt
 
-    fig = pareto_figure(trials, members, recommended, st, confirmation)
+    fig = pareto_figure(trials, members, recommended, st, figures)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
