@@ -154,3 +154,12 @@ def test_with_no_trusted_member_the_recommendation_says_it_is_disturbed(tmp_path
     summary = write_report(study, ST, tmp_path)
     assert summary.recommended.number == 0 and "marked disturbed" in summary.rule
     assert "the recommendation's own figure is disturbed" in summary.busy
+
+
+def test_a_machine_found_busy_is_remembered_so_the_next_trials_wait_briefly(tmp_path):
+    book = _book(tmp_path)
+    assert not book.recently_busy()
+    book.note(True)
+    assert _book(tmp_path).recently_busy()  # another trial's book on this host sees it
+    book.note(False)
+    assert not _book(tmp_path).recently_busy()

@@ -230,11 +230,10 @@ def anchored_metrics(variant: LatencyStats, baseline: LatencyStats, anchor: Anch
         "machine_state": baseline.p50_ms / anchor.ms,
         "machine_disturbed": float(variant.disturbed or not anchor.settled),
         "latency_rounds_rejected": variant.rounds_rejected,
-        "foreign_cores": math.nan if foreign is None else foreign,
         "anchor_ms": anchor.ms,
         "anchor_spread": anchor.spread,
         "anchor_settled": float(anchor.settled),
-    }
+    } | ({} if foreign is None else {"foreign_cores": foreign})  # None: rounds too short for /proc/stat's ticks
 
 
 # The figures an anchor scales: re-derived when a study's anchor for their batch size changed.

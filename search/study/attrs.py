@@ -45,7 +45,8 @@ class TrialAttrs:
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if value not in (None, "", False, {}, []) or (f.name == "measured" and value is not None):
+            unset = value is None or value is False or (isinstance(value, (str, dict, list)) and not value)
+            if not unset or (f.name == "measured" and value is not None):  # 0.0 is a value (a hypervolume)
                 out[f.name] = value
         return out
 

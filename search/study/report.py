@@ -55,7 +55,9 @@ class Summary:
     busy: str = ""  # how many trials the machine was too busy to measure, and how busy; "" when none
 
 
-def _row(t: FrozenTrial, on_front: set[int], st: StudyConfig, confirmation: dict[str, Any]) -> dict[str, Any]:
+def _row(
+    t: FrozenTrial, on_front: set[int], st: StudyConfig, confirmation: dict[str, Any], figures: dict[str, Any]
+) -> dict[str, Any]:
     a = attrs_of(t)
     row: dict[str, Any] = {
         "number": t.number,
@@ -69,7 +71,11 @@ def _row(t: FrozenTrial, on_front: set[int], st: StudyConfig, confirmation: dict
     row |= {f"param.{k}": v for k, v in a.params.items()}
     row |= {f"param.{k}": v for k, v in t.params.items()}
     for o, v in zip(st.objectives, t.values or [None] * len(st.objectives)):
-        row[f"objective.{o.metric}"] = v
+        row[f"objective.{o.metric}"] = v  # Optuna's value: the first measurement
+    for o, v in zip(st.objectives, objective_values(t, figures, st.objectives) if t.values else []):
+        row[f"reported.{o.metric}"] = v  # what the front and the recommendation use (study/figures.py)
+    if t.values:
+        row["disturbed"] = disturbed(t, figures)
     row |= {f"metric.{k}": v for k, v in a.metrics.items()}
     row |= {f"constraint.{k}": v for k, v in t.constraints.items()}
     row |= {f"confirmed.{k}": v for k, v in confirmation.get(str(t.number), {}).items()}
@@ -137,8 +143,8 @@ def current_front(study: optuna.Study, st: StudyConfig) -> tuple[list[FrozenTria
 def trial_rows(study: optuna.Study, st: StudyConfig) -> list[dict[str, Any]]:
     """One row per trial, as in trials.csv."""
     numbers = {t.number for t in current_front(study, st)[0]}
-    confirmation = study.user_attrs.get("confirmation", {})
-    return [_row(t, numbers, st, confirmation) for t in study.get_trials(deepcopy=False)]
+    confirmation, figures = study.user_attrs.get("confirmation", {}), reported(study)
+    return [_row(t, numbers, st, confirmation, figures) for t in study.get_trials(deepcopy=False)]
 
 
 def front_rows(summary: Summary, st: StudyConfig) -> list[dict[str, Any]]:
