@@ -123,7 +123,8 @@ def row(name: str, cwd: Path, wall_s: float) -> dict:
 
     trials = optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}").get_trials()
     metrics = [t.user_attrs.get("metrics", {}) for t in trials if t.user_attrs.get("metrics")]
-    anchors = sorted({(m["anchor_ms"], round(m.get("anchor_spread", 0), 4)) for m in metrics if "anchor_ms" in m})
+    settled = [m for m in metrics if "anchor_ms" in m and m.get("anchor_settled", 1.0)]
+    anchors = sorted({(m["anchor_ms"], round(m.get("anchor_spread", 0), 4)) for m in settled})
     return {
         "scenario": name,
         "wall_s": wall_s,
@@ -139,7 +140,8 @@ def row(name: str, cwd: Path, wall_s: float) -> dict:
         "disturbed": rec.get("disturbed"),
         "disturbed_trials": sum(bool(m.get("machine_disturbed")) for m in metrics),
         "measured_trials": len(metrics),
-        "anchors_ms_and_spread": anchors,
+        "anchors_ms_and_spread": anchors,  # the settled ones the trials used
+        "unsettled_anchor_trials": sum(1 for m in metrics if "anchor_ms" in m and not m.get("anchor_settled", 1.0)),
         "retaken": sum(1 for t in trials if (t.user_attrs.get("env") or {}).get("anchor_replaced_ms")),
     }
 
@@ -168,7 +170,7 @@ def main() -> None:
     print(
         table(
             ["scenario", "recommended", "reported ms/sample", "independent", "reported / independent", "timed",
-             "disturbed trials", "anchors (ms, spread)", "study s"],
+             "disturbed trials", "settled anchors (ms, spread)", "study s"],
             [
                 [r["scenario"], f"{r['trial']} {r['params']['engine']} int{r['params']['quant_bits']} "
                  f"p{r['params']['prune_ratio']} b{r['batch_size']}", f"{r['reported_ms_per_sample']:.4g}",

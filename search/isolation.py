@@ -7,6 +7,7 @@ pays a fork, not an interpreter start and the imports.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import signal
 import sys
@@ -54,13 +55,27 @@ def relay(records: list[Relayed]) -> None:
         warnings.warn_explicit(text, cls, filename, lineno)
 
 
+class _Kept(logging.Handler):
+    """A trial's log lines at WARNING and above, sent back to be logged by the parent: a fork-server child
+    has no logging configured, so they would print bare, without the study's log prefix."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[tuple[str, int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((record.name, record.levelno, record.getMessage()))
+
+
 def _child(fn: Callable[..., Any], args: tuple, conn) -> None:
+    kept = _Kept()
+    logging.getLogger().addHandler(kept)
     with warnings.catch_warnings(record=True) as caught:
         try:
             kind, payload = "ok", fn(*args)
         except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent, pickled or as text
             kind, payload = "raised", exc
-    shown = [_portable(w) for w in caught]
+    shown = ([_portable(w) for w in caught], kept.lines)
     try:
         conn.send((kind, payload, shown))
     except Exception as unsent:  # noqa: BLE001 - a result or an exception that does not pickle
@@ -84,11 +99,13 @@ def run_isolated(fn: Callable[..., Any], *args: Any) -> Any:
     proc.start()
     child.close()
     try:
-        kind, payload, shown = parent.recv()
+        kind, payload, (shown, lines) = parent.recv()
     except EOFError:
-        kind, payload, shown = "died", None, []
+        kind, payload, shown, lines = "died", None, [], []
     proc.join()
     relay(shown)
+    for name, level, text in lines:
+        logging.getLogger(name).log(level, "%s", text)
     if kind == "ok":
         return payload
     if kind == "raised":

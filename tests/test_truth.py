@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -163,3 +164,18 @@ def test_a_machine_found_busy_is_remembered_so_the_next_trials_wait_briefly(tmp_
     assert _book(tmp_path).recently_busy()  # another trial's book on this host sees it
     book.note(False)
     assert not _book(tmp_path).recently_busy()
+
+
+def _logs_a_warning() -> int:
+    logging.getLogger("infersearch.measure.anchor").warning("latency anchor (batch %d) re-taken", 3)
+    return 1
+
+
+def test_a_trials_log_lines_reach_the_study_log_under_their_own_logger(caplog):
+    from infersearch.isolation import run_isolated
+
+    with caplog.at_level(logging.WARNING):
+        assert run_isolated(_logs_a_warning) == 1
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [
+        ("infersearch.measure.anchor", "latency anchor (batch 3) re-taken")
+    ]
