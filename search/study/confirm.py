@@ -136,14 +136,19 @@ def confirm_front(
         },
     )
     moved = [n for n, c in confirmed.items() if abs(c["ratio_to_first"] - 1) > 0.1]
-    busy = [n for n, c in confirmed.items() if c.get("machine_disturbed")]
     log.info(
         "confirmed %d trials side by side in %d round(s) (the front%s, then its newcomers); latency moved by more "
-        "than 10%% for: %s%s",
+        "than 10%% for: %s",
         len(confirmed),
         rounds,
         f" and the previous recommendation, trial {previous}" if str(previous) in confirmed else "",
         ", ".join(moved) or "none",
-        f"; still disturbed after {rounds} round(s): {', '.join(busy)}" if busy else "",
     )
+    if todo:
+        log.warning(
+            "front members without an undisturbed confirmed figure after %d rounds (the machine stayed busy): "
+            "%s; they are not recommended",
+            rounds,
+            ", ".join(str(t.number) for t in todo),
+        )
     return confirmed
