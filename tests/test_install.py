@@ -20,6 +20,8 @@ Task = "the user's Task, not infersearch's"
 USER_MODEL = '''
 from infersearch.models.diagnosis_mlp import task as zoo_task
 
+pytestmark = pytest.mark.slow  # builds and installs the wheel, then runs a study from it
+
 
 def task(epochs: int = 2):
     """The user's model: here the zoo's MLP, renamed, from the user's own package."""
