@@ -13,14 +13,14 @@ import pytest
 
 from tests.conftest import ROOT, TINY
 
+pytestmark = pytest.mark.slow  # builds and installs the wheel, then runs a study from it
+
 USER_MODELS = '''
 """The user's own models package: infersearch must not import this one as its own."""
 Task = "the user's Task, not infersearch's"
 '''
 USER_MODEL = '''
 from infersearch.models.diagnosis_mlp import task as zoo_task
-
-pytestmark = pytest.mark.slow  # builds and installs the wheel, then runs a study from it
 
 
 def task(epochs: int = 2):

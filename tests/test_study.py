@@ -24,6 +24,7 @@ def dominates(a: list[float], b: list[float]) -> bool:
     return a[0] >= b[0] and a[1] <= b[1] and (a[0] > b[0] or a[1] < b[1])
 
 
+@pytest.mark.slow  # the lifecycle study
 def test_study_is_in_storage_and_readable_by_plain_optuna(lifecycle):
     study = load(lifecycle.first, "s1")
     measured = [t for t in study.trials if t.user_attrs.get("measured")]
@@ -50,6 +51,7 @@ def optuna_cli(out: Path, command: str, name: str = "s1") -> list[dict]:
     return json.loads(proc.stdout)
 
 
+@pytest.mark.slow  # the lifecycle study
 def test_plain_optuna_tools_show_each_configuration_once_and_the_front_of_pareto_json(lifecycle):
     out = lifecycle.first
     trials = optuna_cli(out, "trials")
@@ -76,6 +78,7 @@ def test_plain_optuna_tools_show_each_configuration_once_and_the_front_of_pareto
     assert proposals["in_flight"] == 0  # one worker: nothing was ever in flight elsewhere
 
 
+@pytest.mark.slow  # the lifecycle study
 def test_pareto_json_equals_a_brute_force_filter_of_trials_csv(lifecycle):
     out = lifecycle.first
     rows = read_csv(out / "trials.csv")
@@ -102,6 +105,7 @@ def test_pareto_json_equals_a_brute_force_filter_of_trials_csv(lifecycle):
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow  # the lifecycle study
 def test_each_measured_trial_shows_where_its_time_went(lifecycle):
     out = lifecycle.first
     steps = ("baseline", "prune", "recover", "engine", "evaluate", "latency", "harness")
@@ -141,12 +145,14 @@ def test_a_fresh_study_first_tries_the_fast_corner_on_each_engine_and_a_resumed_
     assert "warm start" not in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow  # the lifecycle study
 def test_report_rebuilds_from_storage_alone(lifecycle):
     assert lifecycle.report.returncode == 0, lifecycle.report.stderr[-2000:]
     assert json.loads(lifecycle.rebuilt_pareto) == json.loads((lifecycle.topped_up / "pareto.json").read_text())
     assert "Pareto front" in lifecycle.report.stdout
 
 
+@pytest.mark.slow  # the lifecycle study
 def test_resume_tops_up_to_the_total_and_basic_grid_lands_in_the_same_study(lifecycle):
     study = load(lifecycle.topped_up, "s1")
     assert sum(bool(t.user_attrs.get("measured")) for t in study.trials) == 8

@@ -14,6 +14,8 @@ from optuna.trial import TrialState
 from tests.conftest import load, sweep
 from tests.wandb_files import read_runs
 
+pytestmark = pytest.mark.slow  # the lifecycle study, and one of its own
+
 SMALL = [
     "engine=eager",
     "prune.ratio=0.0",
@@ -101,7 +103,6 @@ def test_a_basic_sweeper_job_logs_itself(lifecycle):
     assert len(new) == 4  # the grid's four jobs, each its own run
 
 
-@pytest.mark.slow
 def test_online_without_network_falls_back_to_offline_and_leaks_no_key(tmp_path, cache_dir):
     secret = "0123456789abcdef0123456789abcdef01234567"
     env = {"WANDB_API_KEY": secret, "WANDB_BASE_URL": "http://127.0.0.1:9"}  # nothing listens on port 9
