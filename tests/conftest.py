@@ -1,13 +1,18 @@
-"""Fixtures compose the real Hydra config, then shrink it (tiny model, short timing)."""
+"""Fixtures compose the real Hydra config, then shrink it (tiny model, short timing); studies run the real
+CLI in a subprocess, quiet unless a test asserts on what the quiet settings leave out."""
 
 from __future__ import annotations
 
+import csv
 import os
+import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
@@ -34,6 +39,17 @@ TINY = [
 ]
 
 
+# A test study logs nothing to W&B, confirms nothing and exports nothing unless the test turns that on
+# (tracking=wandb, study.confirm=true, study.export=true): conf/config.yaml keeps the full study as the default.
+QUIET = ["tracking=disabled", "study.confirm=false", "study.export=false"]
+
+
+def quiet(args: tuple[str, ...] | list[str]) -> list[str]:
+    """``args`` after the QUIET settings that ``args`` does not set itself."""
+    given = {a.split("=", 1)[0] for a in args}
+    return [*(q for q in QUIET if q.split("=", 1)[0] not in given), *args]
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     """One cache for the session: the tiny baseline is trained once."""
@@ -49,6 +65,30 @@ def make_cfg(cache_dir):
     return make
 
 
+def refusal(*overrides: str) -> tuple[int, str]:
+    """Bad input, refused in process as the command line refuses it: the real Hydra compose, then the real
+    validation (``infersearch.trial.check``) and the model's own (``load_task``). Returns the exit status the
+    command line gives the error (Hydra's 1 for what it cannot compose, infersearch's 2 for a ConfigError;
+    0: accepted) and the messages of the error and its causes, as Hydra prints them."""
+    from infersearch.__main__ import to_config
+    from infersearch.baseline import load_task
+    from infersearch.errors import ConfigError
+    from infersearch.trial import check
+
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose("config", overrides=["study.name=test", *overrides])
+        check(to_config(cfg))
+        load_task(cfg.model)
+    except Exception as exc:
+        messages, cause = [], exc
+        while cause is not None:
+            messages.append(str(cause))
+            cause = cause.__cause__
+        return (2 if isinstance(exc, ConfigError) else 1), "\n".join(messages)
+    return 0, ""
+
+
 def run_cli(
     *args: str, module: str = "infersearch", cwd: Path = ROOT, env: dict | None = None, timeout: int = 600
 ) -> subprocess.CompletedProcess:
@@ -62,6 +102,76 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def sweep_args(tmp_path: Path, cache_dir: Path, name: str, *args: str) -> list[str]:
+    """The command line of a small, quiet study in ``tmp_path / name``."""
+    out = tmp_path / name
+    return ["-m", *TINY, f"cache_dir={cache_dir}", f"study.name={name}", f"study.output_dir={out}",
+            "measure.min_repeats=6", "measure.min_time_s=0.02", *quiet(args)]  # fmt: skip
+
+
+def sweep(tmp_path: Path, cache_dir: Path, name: str, *args: str, env: dict | None = None):
+    return run_cli(*sweep_args(tmp_path, cache_dir, name, *args), env=env), tmp_path / name
+
+
+def crashy_sweep(tmp_path: Path, cache_dir: Path, name: str, *args: str):
+    """A small, quiet study of tests/crashy.py's model (trained in a fraction of a second), its space empty
+    but for what ``args`` sweeps."""
+    out = tmp_path / name
+    proc = run_cli("--config-dir", str(ROOT / "tests" / "conf"), "-m", "model=crashy", "space=none",
+                   *(o for o in TINY if not o.startswith("model.")), f"study.name={name}", f"study.output_dir={out}",
+                   f"cache_dir={cache_dir}", "measure.min_time_s=0.02", *quiet(args))  # fmt: skip
+    return proc, out
+
+
+def load(out: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}")
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@dataclass
+class Lifecycle:
+    """One study through its life, for several test files to read (test_study, test_tracking): six trials
+    of the default space with W&B (offline), confirmation and export on; a top-up to eight; the report
+    rebuilt from storage alone; a basic-sweeper grid of four jobs into the same study. ``first`` and
+    ``topped_up`` are copies of the study folder after those runs; ``out`` is the folder at the end."""
+
+    name: str
+    first: Path
+    first_log: str
+    topped_up: Path
+    topped_up_log: str
+    report: subprocess.CompletedProcess  # infersearch.report after pareto.json was deleted from ``out``
+    rebuilt_pareto: str  # the pareto.json it wrote
+    grid_log: str
+    out: Path
+
+
+def _ran(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="session")
+def lifecycle(tmp_path_factory, cache_dir) -> Lifecycle:
+    tmp = tmp_path_factory.mktemp("lifecycle")
+    name, on = "s1", ("tracking=wandb", "study.confirm=true", "study.export=true")
+    proc, out = sweep(tmp, cache_dir, name, "study.n_trials=6", *on)
+    first_log, first = _ran(proc), shutil.copytree(out, tmp / "first")
+    # a top-up may recommend a faster variant up to max_drop less accurate: that exit 5 is test_schedule's subject
+    proc, _ = sweep(tmp, cache_dir, name, "study.n_trials=8", *on)
+    topped_up_log, topped_up = _ran(proc), shutil.copytree(out, tmp / "topped_up")
+    (out / "pareto.json").unlink()
+    report = run_cli(f"study.name={name}", f"study.output_dir={out}", module="infersearch.report")
+    rebuilt = (out / "pareto.json").read_text() if report.returncode == 0 else ""
+    grid = ("hydra/sweeper=basic", "prune.ratio=0,0.5", "quant.bits=32,8", "precision=fp32", "batch_size=4")
+    grid_log = _ran(sweep(tmp, cache_dir, name, *grid, *on)[0])
+    return Lifecycle(name, first, first_log, topped_up, topped_up_log, report, rebuilt, grid_log, out)
 
 
 @pytest.fixture(scope="session")

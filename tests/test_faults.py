@@ -3,14 +3,14 @@ ends the run, and leaves the study and its storage intact."""
 
 from __future__ import annotations
 
-import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import ROOT, TINY, run_cli
-from tests.test_study import load, sweep
+from tests.conftest import TINY, crashy_sweep, load, refusal, run_cli, sweep
+from tests.test_library_errors import EXPORT_FAILED
 
-# (overrides, exit code, text that must appear): single runs, refused before any work
+# (overrides, exit code, text that must appear): single runs, refused before any work; checked in process
+# (tests/conftest.py's refusal), and a few of them through the real command line
 SINGLE = [
     ("prune.ratio=1.5", 2, "prune.ratio: 1.5 is out of range; allowed: 0 to 0.9"),
     ("prune.ratio=-0.1", 2, "prune.ratio: -0.1 is out of range"),
@@ -32,7 +32,20 @@ SINGLE = [
 
 
 @pytest.mark.parametrize(("overrides", "code", "text"), SINGLE, ids=[s[0] for s in SINGLE])
-def test_bad_single_run_input(overrides, code, text, tmp_path):
+def test_bad_single_run_input(overrides, code, text):
+    status, message = refusal(*overrides.split())
+    assert status == code, message
+    assert text in message
+
+
+# one of each kind: Hydra's (a type, a key), infersearch's (a range; a model refused inside the trial's process)
+ON_THE_COMMAND_LINE = ["prune.ratio=1.5", "precision=fp64", "prnue.ratio=0.5", "model.width=-3"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("overrides", "code", "text"), [s for s in SINGLE if s[0] in ON_THE_COMMAND_LINE],
+                         ids=ON_THE_COMMAND_LINE)  # fmt: skip
+def test_bad_single_run_input_on_the_command_line(overrides, code, text, tmp_path):
     proc = run_cli(*overrides.split(), f"hydra.run.dir={tmp_path}", f"cache_dir={tmp_path}/cache")
     out = proc.stdout + proc.stderr
     assert proc.returncode == code, out[-1500:]
@@ -44,28 +57,14 @@ def test_bad_single_run_input(overrides, code, text, tmp_path):
 FAST = ["engine=eager", "precision=fp32", "quant.bits=32", "prune.ratio=0.0"]
 
 
+@pytest.mark.slow
 def test_empty_search_space(tmp_path, cache_dir):
     proc, _ = sweep(tmp_path, cache_dir, "empty", "space=none", *FAST, "batch_size=1")
     assert proc.returncode == 2
     assert "space: the search space is empty" in proc.stdout + proc.stderr
 
 
-def test_impossible_constraints_end_with_no_feasible_configuration(tmp_path, cache_dir):
-    proc, out = sweep(
-        tmp_path,
-        cache_dir,
-        "nofeas",
-        "study.n_trials=2",
-        *FAST,
-        "batch_size=choice(1,2)",
-        "study.max_drop=-0.0",
-        "study.latency_slo_ms=1e-9",
-    )
-    assert proc.returncode == 4
-    assert "no feasible configuration" in proc.stdout + proc.stderr
-    assert len(load(out, "nofeas").trials) == 2
-
-
+@pytest.mark.slow
 def test_unreachable_storage(tmp_path):
     proc = run_cli(
         "-m",
@@ -79,6 +78,7 @@ def test_unreachable_storage(tmp_path):
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_unwritable_outputs_directory(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
@@ -89,50 +89,47 @@ def test_unwritable_outputs_directory(tmp_path):
     assert "Traceback" not in out
 
 
-def crashy_sweep(tmp_path, cache_dir, name, *args):
-    out = tmp_path / name
-    proc = run_cli(
-        "--config-dir",
-        str(ROOT / "tests" / "conf"),
-        "-m",
-        "model=crashy",
-        *FAST,
-        f"study.name={name}",
-        f"study.output_dir={out}",
-        f"cache_dir={cache_dir}",
-        "measure.min_time_s=0.02",
-        "tracking=disabled",
-        *args,
-    )
-    return proc, out
+# each fault is a config of tests/conf/fault/ (a segfault in native code, an allocation the allocator
+# refuses, recovery diverging to a NaN loss, ONNX's exporter lacking an operator) -> its one-line error
+FAULTS = {
+    "segfault": "the trial's process died (killed by SIGSEGV) without a result",
+    "oom": "DefaultCPUAllocator: can't allocate memory",
+    "diverge": "DivergedError: training diverged: loss=nan",
+    "library": EXPORT_FAILED,
+}
 
 
-def test_trial_faults_are_recorded_and_the_study_goes_on(tmp_path, cache_dir):
-    """A trial that segfaults and one that runs out of memory (NaN in recovery: test_study)."""
-    proc, out = crashy_sweep(
-        tmp_path,
-        cache_dir,
-        "faults",
-        "study.n_trials=4",
-        "study.sampler=grid",
-        "study.max_drop=null",
-        "model.crash=choice(true,false)",
-        "batch_size=choice(4,1099511627776)",
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    study = load(out, "faults")
-    failed = {
-        (t.params["model.crash"], t.params["batch_size"]): t.user_attrs["error"]
-        for t in study.trials
-        if t.state == TrialState.FAIL
-    }
-    assert "killed by SIGSEGV" in failed[(True, 4)]
-    assert "alloc" in failed[(False, 1099511627776)].lower()
-    assert [t for t in study.trials if t.state == TrialState.COMPLETE]
-    assert "failed" in proc.stdout + proc.stderr
-    optuna.load_study(study_name="faults", storage=f"sqlite:///{out / 'study.db'}")  # intact
+def test_a_failure_mix_records_each_trials_one_line_error_and_the_study_goes_on(tmp_path, cache_dir):
+    faults = ",".join([*FAULTS, "none"])
+    proc, out = crashy_sweep(tmp_path, cache_dir, "faults", "study.n_trials=5", "study.sampler=grid",
+                             "study.max_drop=null", f"+fault=choice({faults})")  # fmt: skip
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    trials = {t.params["+fault"]: t for t in load(out, "faults").trials}  # the storage opens: intact
+    assert set(trials) == {*FAULTS, "none"}
+    assert trials["none"].state == TrialState.COMPLETE and trials["none"].user_attrs["metrics"]
+    for fault, text in FAULTS.items():
+        error = trials[fault].user_attrs["error"]
+        assert trials[fault].state == TrialState.FAIL, fault
+        assert text in error and "\n" not in error, error
+    assert trials["library"].user_attrs["error"].startswith(EXPORT_FAILED)
+    assert "5 trials, 1 complete, 4 failed" in log
+    assert (out / "trials.csv").exists() and not (out / "wandb").exists()  # tracking=disabled writes nothing
 
 
+@pytest.mark.slow
+def test_max_failure_rate_stops_a_study_that_only_fails_and_it_exits_3(tmp_path, cache_dir):
+    proc, out = crashy_sweep(tmp_path, cache_dir, "rate", "study.n_trials=8", "study.max_failure_rate=0.5",
+                             "+fault=diverge", "batch_size=choice(1,2,3,4,5,6,7,8)")  # fmt: skip
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 3, log[-3000:]  # exit status: every trial failed
+    assert "more than 50% of measured trials failed: stopping the sweep" in log
+    assert "every one of the 5 measured trials failed" in log
+    trials = load(out, "rate").trials  # recorded, study intact
+    assert len(trials) == 5 and all(t.state == TrialState.FAIL and t.user_attrs["measured"] for t in trials)
+
+
+@pytest.mark.slow
 def test_crash_with_isolation_off_takes_the_run_down_but_not_the_storage(tmp_path, cache_dir):
     proc, out = crashy_sweep(
         tmp_path, cache_dir, "nokill", "study.n_trials=2", "isolate=false", "model.crash=true", "batch_size=choice(1,2)"
@@ -145,6 +142,7 @@ def test_crash_with_isolation_off_takes_the_run_down_but_not_the_storage(tmp_pat
 SECRET = "pw-" + "9f8e7d6c5b4a"
 
 
+@pytest.mark.slow
 def test_no_secret_in_any_file_a_run_writes(tmp_path, cache_dir):
     """The W&B key and a storage password given as ${oc.env:...} never land in outputs, logs or .hydra/."""
     env = {"WANDB_API_KEY": "k" * 40, "INFERSEARCH_DB_PASSWORD": SECRET}

@@ -13,6 +13,8 @@ import pytest
 
 from tests.conftest import ROOT, TINY
 
+pytestmark = pytest.mark.slow  # builds and installs the wheel, then runs a study from it
+
 USER_MODELS = '''
 """The user's own models package: infersearch must not import this one as its own."""
 Task = "the user's Task, not infersearch's"

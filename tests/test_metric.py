@@ -41,6 +41,7 @@ def test_a_metric_needs_exactly_one_way_to_compute_it():
         Metric(lambda p, t: 0.0, direction="up")
 
 
+@pytest.mark.slow
 def test_a_roc_auc_study_names_its_objective_and_columns_after_the_metric(tmp_path, cache_dir):
     out = tmp_path / "auc"
     proc = run_cli(
@@ -54,6 +55,7 @@ def test_a_roc_auc_study_names_its_objective_and_columns_after_the_metric(tmp_pa
         "study.n_trials=2",
         "study.confirm=false",
         "study.export=false",
+        "tracking=disabled",
         "study.max_drop=0.02",
         "space=none",
         "quant.bits=choice(32,8)",

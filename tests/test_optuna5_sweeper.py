@@ -84,6 +84,7 @@ def test_fixed_values_and_deletions_pass_through(arguments, expected):
     assert search_space(arguments) == expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_commandline", [True, False])
 def test_the_sphere_example_with_seeded_tpe(tmp_path, with_commandline):
     storage = f"sqlite:///{tmp_path / 'sphere.db'}"
@@ -100,6 +101,7 @@ def test_the_sphere_example_with_seeded_tpe(tmp_path, with_commandline):
     assert returned.best_value <= 2.27  # the old plugin's bound: the 95th percentile over 1,000 seeds
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_trials", [10, 1])
 def test_the_grid_sampler_covers_the_grid(tmp_path, n_trials):
     run_app(tmp_path, "sphere.py", "--config-name=grid", f"hydra.sweeper.n_trials={n_trials}")
@@ -116,6 +118,7 @@ def _dominates(a, b) -> bool:
     return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_commandline", [True, False])
 def test_the_multi_objective_example(tmp_path, with_commandline):
     extra = ["x=range(0, 5)", "y=range(0, 3)"] if with_commandline else []
@@ -128,12 +131,14 @@ def test_the_multi_objective_example(tmp_path, with_commandline):
         assert not any(_dominates(o["values"], s["values"]) for o in solutions)
 
 
+@pytest.mark.slow
 def test_the_custom_search_space_example(tmp_path):
     run_app(tmp_path, "custom_space.py", "hydra/sweeper/sampler=random", "max_z_difference_from_x=0.3")
     best = results(tmp_path).best_params
     assert abs(best.x - best.z) <= 0.3 and 0 <= best["+w"] <= 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("max_failure_rate", [0.5, 1.0])
 def test_the_failure_rate(tmp_path, max_failure_rate):
     proc = run_app(tmp_path, "sphere.py", "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2",
@@ -147,6 +152,7 @@ def test_the_failure_rate(tmp_path, max_failure_rate):
         assert results(tmp_path).best_value is None
 
 
+@pytest.mark.slow
 def test_a_dict_of_named_metrics_optimises_the_ones_named(tmp_path):
     storage = f"sqlite:///{tmp_path / 'named.db'}"
     run_app(tmp_path, "named.py", f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=named")
@@ -158,6 +164,7 @@ def test_a_dict_of_named_metrics_optimises_the_ones_named(tmp_path):
     assert bad.returncode != 0 and "name the metrics to optimise in hydra.sweeper.direction" in bad.stdout
 
 
+@pytest.mark.slow
 def test_a_dead_workers_trial_is_failed_and_retried_first(tmp_path):
     """The loop's guarantees hold for any app: a trial left RUNNING by a worker that died (its heartbeat
     stopped) is failed, and the retry its storage queues is the next trial launched."""
@@ -173,3 +180,12 @@ def test_a_dead_workers_trial_is_failed_and_retried_first(tmp_path):
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
     assert len(retried) == 1 and retried[0].number == 1 and retried[0].params == dead.params
     assert retried[0].state == optuna.trial.TrialState.COMPLETE and len(trials) == 4  # the retry and 2 new
+
+
+def test_a_choice_value_that_holds_a_comma_reaches_the_job_as_one_value(tmp_path):
+    """The sweeper writes each job's overrides quoted where Hydra's grammar needs it (search/study/space.py's
+    override_line): unquoted, 'a,b' would be read back as a sweep over a and b."""
+    run_app(tmp_path, "sphere.py", "--config-name=grid", "z=choice('a,b', 'c d', \"it's\")")
+    jobs = sorted((tmp_path / "sweep").glob("*/.hydra/config.yaml"))
+    assert len(jobs) == 12  # x: 2, y: 2, z: 3
+    assert {OmegaConf.load(job).z for job in jobs} == {"a,b", "c d", "it's"}

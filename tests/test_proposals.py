@@ -51,3 +51,10 @@ def test_sync_copies_other_workers_trials_once_and_skips_untold_ones():
     proposals.outcome(launched, frozen)
     proposals.sync(study)  # its own launch is not copied a second time
     assert len(proposals.study.trials) == 2 and len(evaluated(proposals.study)) == 2
+
+
+def test_a_zero_is_stored_and_what_is_unset_is_not():
+    """A hypervolume of 0.0 (the first feasible trial outside the reference point) and a copy of trial 0 are
+    values: stored, where an empty error or a False flag is not."""
+    stored = TrialAttrs(measured=False, hypervolume=0.0, reused_from=0, error="", rejected=False).stored()
+    assert stored == {"measured": False, "hypervolume": 0.0, "reused_from": 0}

@@ -9,10 +9,13 @@ import shutil
 
 import httpx
 import optuna
+import pytest
 
 from tests.conftest import run_cli
 from tests.served import free_port, start, wait_ready
 from tests.wandb_files import read_runs
+
+pytestmark = pytest.mark.slow  # real servers under load
 
 
 def test_serve_tune_measures_each_setting_stores_the_pick_and_serve_uses_it(exported, tmp_path):

@@ -1,9 +1,11 @@
-"""Real studies through Hydra multirun in a subprocess: Optuna storage, front, constraints, resume, launchers."""
+"""Real studies through Hydra multirun in a subprocess: Optuna storage, front, constraints, resume, launchers,
+samplers. Most tests read the session's lifecycle study (tests/conftest.py); the others run a small study
+of their own and are marked slow."""
 
 from __future__ import annotations
 
-import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,27 +14,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import TINY, run_cli
-
-
-def sweep_args(tmp_path: Path, cache_dir: Path, name: str, *args: str) -> list[str]:
-    """The command line of a small study in ``tmp_path / name``."""
-    out = tmp_path / name
-    return ["-m", *TINY, f"cache_dir={cache_dir}", f"study.name={name}", f"study.output_dir={out}",
-            "measure.min_repeats=6", "measure.min_time_s=0.02", *args]  # fmt: skip
-
-
-def sweep(tmp_path: Path, cache_dir: Path, name: str, *args: str):
-    return run_cli(*sweep_args(tmp_path, cache_dir, name, *args)), tmp_path / name
-
-
-def load(out: Path, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}")
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path) as f:
-        return list(csv.DictReader(f))
+from infersearch.config import SamplerName, StudyConfig
+from infersearch.study.storage import make_sampler
+from tests.conftest import crashy_sweep, load, read_csv, sweep
 
 
 def dominates(a: list[float], b: list[float]) -> bool:
@@ -40,17 +24,9 @@ def dominates(a: list[float], b: list[float]) -> bool:
     return a[0] >= b[0] and a[1] <= b[1] and (a[0] > b[0] or a[1] < b[1])
 
 
-@pytest.fixture(scope="module")
-def study_run(tmp_path_factory, cache_dir):
-    tmp = tmp_path_factory.mktemp("study")
-    proc, out = sweep(tmp, cache_dir, "s1", "study.n_trials=6")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc, out
-
-
-def test_study_is_in_storage_and_readable_by_plain_optuna(study_run):
-    proc, out = study_run
-    study = load(out, "s1")
+@pytest.mark.slow  # the lifecycle study
+def test_study_is_in_storage_and_readable_by_plain_optuna(lifecycle):
+    study = load(lifecycle.first, "s1")
     measured = [t for t in study.trials if t.user_attrs.get("measured")]
     assert len(measured) == 6
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
@@ -61,7 +37,7 @@ def test_study_is_in_storage_and_readable_by_plain_optuna(study_run):
             assert t.values[1] == t.user_attrs["metrics"]["latency_ms_per_sample"]
             assert "max_drop" in t.constraints
             assert t.user_attrs["hypervolume"] >= 0
-    lines = [ln for ln in proc.stderr.splitlines() + proc.stdout.splitlines() if "] trial " in ln]
+    lines = [ln for ln in lifecycle.first_log.splitlines() if "] trial " in ln]
     assert len(lines) >= 6
 
 
@@ -75,8 +51,9 @@ def optuna_cli(out: Path, command: str, name: str = "s1") -> list[dict]:
     return json.loads(proc.stdout)
 
 
-def test_plain_optuna_tools_show_each_configuration_once_and_the_front_of_pareto_json(study_run):
-    _, out = study_run
+@pytest.mark.slow  # the lifecycle study
+def test_plain_optuna_tools_show_each_configuration_once_and_the_front_of_pareto_json(lifecycle):
+    out = lifecycle.first
     trials = optuna_cli(out, "trials")
     configs = [tuple(sorted(t["params"].items())) for t in trials]
     assert len(configs) == len(set(configs)) == 6  # the budget: every stored trial was measured, none twice
@@ -96,11 +73,14 @@ def test_plain_optuna_tools_show_each_configuration_once_and_the_front_of_pareto
             assert {m.number for m in feasible if dominates(m.values, t.values)} <= moved_off
     proposals = study.user_attrs["proposals"]  # what the sampler proposed that was not stored
     assert set(proposals) == {"repeated", "refused", "in_flight"}
-    assert all(isinstance(v, int) and v >= 0 for v in proposals.values())
+    said = re.search(r"the sampler's (\d+) repeats, (\d+) refused, (\d+) in flight elsewhere", lifecycle.first_log)
+    assert said and [proposals[k] for k in ("repeated", "refused", "in_flight")] == [int(n) for n in said.groups()]
+    assert proposals["in_flight"] == 0  # one worker: nothing was ever in flight elsewhere
 
 
-def test_pareto_json_equals_a_brute_force_filter_of_trials_csv(study_run):
-    _, out = study_run
+@pytest.mark.slow  # the lifecycle study
+def test_pareto_json_equals_a_brute_force_filter_of_trials_csv(lifecycle):
+    out = lifecycle.first
     rows = read_csv(out / "trials.csv")
     ok = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] == "True" and not r["reused_from"]]
     # as the report values them: the side-by-side confirmed latency where the front was re-measured, else the
@@ -124,8 +104,9 @@ def test_pareto_json_equals_a_brute_force_filter_of_trials_csv(study_run):
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_each_measured_trial_shows_where_its_time_went(study_run):
-    proc, out = study_run
+@pytest.mark.slow  # the lifecycle study
+def test_each_measured_trial_shows_where_its_time_went(lifecycle):
+    out = lifecycle.first
     steps = ("baseline", "prune", "recover", "engine", "evaluate", "latency", "harness")
     measured = [r for r in read_csv(out / "trials.csv") if r["measured"] == "True" and r["state"] == "COMPLETE"]
     assert measured
@@ -136,9 +117,10 @@ def test_each_measured_trial_shows_where_its_time_went(study_run):
         assert sum(times.values()) == pytest.approx(float(r["duration_s"]), rel=0.02)
         if float(r["param.prune_ratio"]) > 0:
             assert "prune" in times and "recover" in times
-    assert "time per measured trial (median s" in proc.stdout + proc.stderr
+    assert "time per measured trial (median s" in lifecycle.first_log
 
 
+@pytest.mark.slow
 def test_a_fresh_study_first_tries_the_fast_corner_on_each_engine_and_a_resumed_one_is_not_reseeded(
     tmp_path, cache_dir
 ):
@@ -162,37 +144,19 @@ def test_a_fresh_study_first_tries_the_fast_corner_on_each_engine_and_a_resumed_
     assert "warm start" not in proc.stdout + proc.stderr
 
 
-def test_report_rebuilds_from_storage_alone(study_run, tmp_path):
-    _, out = study_run
-    before = json.loads((out / "pareto.json").read_text())
-    (out / "pareto.json").unlink()
-    proc = run_cli("study.name=s1", f"study.output_dir={out}", module="infersearch.report")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads((out / "pareto.json").read_text()) == before
-    assert "Pareto front" in proc.stdout
+@pytest.mark.slow  # the lifecycle study
+def test_report_rebuilds_from_storage_alone(lifecycle):
+    assert lifecycle.report.returncode == 0, lifecycle.report.stderr[-2000:]
+    assert json.loads(lifecycle.rebuilt_pareto) == json.loads((lifecycle.topped_up / "pareto.json").read_text())
+    assert "Pareto front" in lifecycle.report.stdout
 
 
-def test_resume_tops_up_to_the_total_and_basic_grid_lands_in_the_same_study(study_run, tmp_path, cache_dir):
-    _, out = study_run
-    base = out.parent
-    # a top-up may recommend a faster variant up to max_drop less accurate: that exit 5 is test_schedule's subject
-    proc, _ = sweep(base, cache_dir, "s1", "study.n_trials=8")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    study = load(out, "s1")
+@pytest.mark.slow  # the lifecycle study
+def test_resume_tops_up_to_the_total_and_basic_grid_lands_in_the_same_study(lifecycle):
+    study = load(lifecycle.topped_up, "s1")
     assert sum(bool(t.user_attrs.get("measured")) for t in study.trials) == 8
     n_before = len(study.trials)
-    proc, _ = sweep(
-        base,
-        cache_dir,
-        "s1",
-        "hydra/sweeper=basic",
-        "prune.ratio=0,0.5",
-        "quant.bits=32,8",
-        "precision=fp32",
-        "batch_size=4",
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    study = load(out, "s1")
+    study = load(lifecycle.out, "s1")
     grid = [t for t in study.trials[n_before:] if t.user_attrs.get("launched_by", "").endswith(".BasicSweeper")]
     assert len(grid) == 4
     got = {(t.user_attrs["params"]["prune_ratio"], t.user_attrs["params"]["quant_bits"]) for t in grid}
@@ -200,18 +164,26 @@ def test_resume_tops_up_to_the_total_and_basic_grid_lands_in_the_same_study(stud
     assert all(t.params["prune.ratio"] in (0.0, 0.5) for t in grid)  # admitted by the space's distribution
 
 
-def test_constraints_exclude_infeasible_trials(tmp_path, cache_dir):
+@pytest.mark.slow
+def test_constraints_exclude_infeasible_trials_and_impossible_ones_end_with_no_feasible_configuration(
+    tmp_path, cache_dir
+):
     proc, out = sweep(
         tmp_path,
         cache_dir,
         "slo",
-        "study.n_trials=3",
-        "study.latency_slo_ms=0.000001",
+        "study.n_trials=2",
+        "study.latency_slo_ms=1e-9",
+        "study.max_drop=-0.0",  # no drop allowed: the unpruned float model meets it, the SLO it cannot
+        "engine=eager",
         "quant.bits=32",
         "precision=fp32",
+        "prune.ratio=0.0",
+        "batch_size=choice(1,2)",
     )
     assert proc.returncode == 4, proc.stderr[-3000:]  # exit status: no feasible configuration
     study = load(out, "slo")
+    assert len(study.trials) == 2
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert complete and all(t.constraints["latency_slo_ms"] > 0 for t in complete)
     assert json.loads((out / "pareto.json").read_text()) == []
@@ -219,33 +191,7 @@ def test_constraints_exclude_infeasible_trials(tmp_path, cache_dir):
     assert "no feasible configuration" in proc.stdout + proc.stderr
 
 
-def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, cache_dir):
-    # lr=1e12 makes recovery diverge (NaN loss): a real failure inside the job.
-    proc, out = sweep(
-        tmp_path,
-        cache_dir,
-        "fails",
-        "study.n_trials=4",
-        "study.sampler=grid",
-        "prune.ratio=0.5",
-        "quant.bits=32",
-        "precision=fp32",
-        "batch_size=4",
-        "engine=eager",
-        "study.max_drop=null",
-        "recover.lr=choice(0.001,1e12)",
-        "recover.epochs=choice(1,2)",
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    study = load(out, "fails")
-    failed = [t for t in study.trials if t.state == TrialState.FAIL]
-    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    assert len(failed) == 2 and len(complete) == 2
-    assert all("diverged" in t.user_attrs["error"] for t in failed)
-    assert all(t.params["recover.lr"] == 1e12 for t in failed)
-    assert "2 failed" in proc.stdout + proc.stderr
-
-
+@pytest.mark.slow
 def test_joblib_launcher_with_two_jobs_loses_no_trial(tmp_path, cache_dir):
     proc, out = sweep(
         tmp_path,
@@ -268,6 +214,7 @@ def test_joblib_launcher_with_two_jobs_loses_no_trial(tmp_path, cache_dir):
     assert all("metrics" in t.user_attrs for t in measured if t.state == TrialState.COMPLETE)
 
 
+@pytest.mark.slow
 def test_a_trial_that_cannot_meet_the_accuracy_constraint_is_rejected_before_its_latency(tmp_path, cache_dir):
     proc, out = sweep(
         tmp_path,
@@ -287,3 +234,26 @@ def test_a_trial_that_cannot_meet_the_accuracy_constraint_is_rejected_before_its
     assert len(rejected) == 2 and all(t.state == TrialState.PRUNED for t in rejected)
     assert all("latency not measured" in t.user_attrs["error"] for t in rejected)
     assert all(t.user_attrs["measured"] for t in rejected)  # they used budget: the work was done
+
+
+SAMPLERS = {"tpe": "TPESampler", "nsga2": "NSGAIISampler", "gp": "GPSampler", "random": "RandomSampler",
+            "grid": "GridSampler"}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(SamplerName))
+def test_each_sampler_name_builds_its_seeded_optuna_sampler(name):
+    dists = {"batch_size": optuna.distributions.CategoricalDistribution([1, 2])}
+    assert type(make_sampler(StudyConfig(name="s", sampler=name, seed=3), dists)).__name__ == SAMPLERS[name]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sampler", ["nsga2", "gp", "random"])
+def test_a_study_runs_on_each_other_sampler(tmp_path, cache_dir, sampler):
+    args = (f"study.sampler={sampler}", "study.n_trials=3", "study.max_drop=null", "batch_size=choice(1,2,4,8,16)")
+    proc, out = crashy_sweep(tmp_path, cache_dir, sampler, *args)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert f"sampler: {SAMPLERS[sampler]} (study.sampler={sampler}, seed 0)" in log
+    measured = [t for t in load(out, sampler).trials if t.user_attrs.get("measured")]
+    assert len(measured) == 3 and all(t.state == TrialState.COMPLETE for t in measured)
+    assert len({tuple(sorted(t.params.items())) for t in measured}) == 3

@@ -1,4 +1,5 @@
-"""W&B in offline mode, for real: a small study, then read back the run files wandb wrote."""
+"""W&B in offline mode, for real: the session's lifecycle study (tests/conftest.py) logs to W&B; read back
+the run files wandb wrote."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import optuna
 import pytest
+from optuna.trial import TrialState
 
-from tests.conftest import TINY, run_cli
+from tests.conftest import load, sweep
 from tests.wandb_files import read_runs
+
+pytestmark = pytest.mark.slow  # the lifecycle study, and one of its own
 
 SMALL = [
     "engine=eager",
@@ -19,49 +22,46 @@ SMALL = [
     "precision=fp32",
     "quant.bits=choice(32,8)",
     "batch_size=choice(1,4)",
-    "measure.min_repeats=6",
-    "measure.min_time_s=0.02",
 ]
 
 
 def study(tmp: Path, cache_dir: Path, name: str, *args: str, env: dict | None = None):
-    out = tmp / name
-    proc = run_cli(
-        "-m", *TINY, *SMALL, f"cache_dir={cache_dir}", f"study.name={name}", f"study.output_dir={out}", *args, env=env
-    )
+    proc, out = sweep(tmp, cache_dir, name, *SMALL, *args, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc, out
 
 
-@pytest.fixture(scope="module")
-def logged(tmp_path_factory, cache_dir):
-    tmp = tmp_path_factory.mktemp("wandb")
-    _, out = study(tmp, cache_dir, "wb", "study.n_trials=3")
-    return out
+def trial_runs(runs) -> list:
+    return [r for r in runs if r.job_type == "trial"]
 
 
-def test_one_offline_run_per_measured_trial_plus_the_study_run(logged):
+def test_one_offline_run_per_measured_trial_plus_the_study_run(lifecycle):
+    logged = lifecycle.first
     runs = read_runs(logged / "wandb")
-    st = optuna.load_study(study_name="wb", storage=f"sqlite:///{logged / 'study.db'}")
-    measured = {t.number: t for t in st.trials if t.user_attrs.get("measured")}
-    trials = [r for r in runs if r.job_type == "trial"]
+    measured = {t.number: t for t in load(logged, "s1").trials if t.user_attrs.get("measured")}
+    trials = trial_runs(runs)
     studies = [r for r in runs if r.job_type == "study"]
-    assert len(measured) == 3 and len(trials) == 3 and len(studies) == 1
-    assert {r.group for r in runs} == {"wb"}
+    assert len(measured) == 6 and len(trials) == 6 and len(studies) == 1
+    assert {r.group for r in runs} == {"s1"}
+    assert any(t.user_attrs.get("metrics") for t in measured.values())
     for r in trials:
         t = measured[r.summary["trial"]]
-        assert r.name == f"wb-trial-{t.number}"
+        assert r.name == f"s1-trial-{t.number}"
         assert r.config["params"] == t.params
+        assert r.summary["state"] == t.state.name
+        if t.state != TrialState.COMPLETE:  # rejected early or failed: no metrics to log
+            assert r.summary["error"] == t.user_attrs["error"]
+            continue
         assert r.config["quant"]["bits"] == t.user_attrs["params"]["quant_bits"]
-        assert r.config["study"]["name"] == "wb"
+        assert r.config["study"]["name"] == "s1"
         for key, value in t.user_attrs["metrics"].items():
             assert r.summary[key] == pytest.approx(value)
-        assert r.summary["state"] == t.state.name
-        assert r.summary["kernels"] == "real"
+        assert r.summary["kernels"] == ("emulated" if t.user_attrs["env"]["emulated"] else "real")
         assert r.summary["env"]["torch"] and r.summary["env"]["threads"] >= 1
 
 
-def test_study_run_tables_match_the_reports(logged):
+def test_study_run_tables_match_the_reports(lifecycle):
+    logged = lifecycle.first
     (run,) = [r for r in read_runs(logged / "wandb") if r.job_type == "study"]
     tables = {p.name.split("_")[0]: json.loads(p.read_text()) for p in run.files if p.name.endswith(".table.json")}
     front = tables["pareto"]
@@ -76,37 +76,37 @@ def test_study_run_tables_match_the_reports(logged):
     assert hv == sorted(hv)  # the front's hypervolume never shrinks
     rec = json.loads((logged / "recommendation.json").read_text())
     assert run.summary["recommendation"]["trial"] == rec["number"]
-    study_attrs = optuna.load_study(study_name="wb", storage=f"sqlite:///{logged / 'study.db'}").user_attrs
+    study_attrs = load(logged, "s1").user_attrs
     assert run.summary["proposals"] == study_attrs["proposals"]
     (artifact,) = [a for a in run.artifacts if a.type == "model"]
     assert json.loads(artifact.metadata)["trial"] == rec["number"]
 
 
-def test_wandb_sync_dry_run_lists_every_run(logged):
+def test_wandb_sync_dry_run_lists_every_run(lifecycle):
     wandb = shutil.which("wandb")
-    proc = subprocess.run([wandb, "sync", "--dry-run", str(logged / "wandb")], capture_output=True, text=True)
+    proc = subprocess.run([wandb, "sync", "--dry-run", str(lifecycle.first / "wandb")], capture_output=True, text=True)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
     listed = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip().endswith(".wandb")]
-    assert len({Path(ln.split()[-1]).name for ln in listed}) == 4
+    assert len({Path(ln.split()[-1]).name for ln in listed}) == 7
 
 
-def test_a_resumed_study_does_not_log_old_trials_twice(logged, cache_dir):
-    study(logged.parent, cache_dir, "wb", "study.n_trials=4")
-    runs = read_runs(logged / "wandb")
-    ids = [r.id for r in runs if r.job_type == "trial"]
-    assert len(ids) == len(set(ids)) == 4
+def test_a_resumed_study_does_not_log_old_trials_twice(lifecycle):
+    runs = read_runs(lifecycle.topped_up / "wandb")
+    ids = [r.id for r in trial_runs(runs)]
+    assert len(ids) == len(set(ids)) == 8
     assert sum(r.job_type == "study" for r in runs) == 2
 
 
-def test_disabled_writes_nothing(tmp_path, cache_dir):
-    _, out = study(tmp_path, cache_dir, "off", "study.n_trials=2", "tracking=disabled")
-    assert (out / "trials.csv").exists()
-    assert not (out / "wandb").exists()
+def test_a_basic_sweeper_job_logs_itself(lifecycle):
+    new = {r.id for r in trial_runs(read_runs(lifecycle.out / "wandb"))}
+    new -= {r.id for r in trial_runs(read_runs(lifecycle.topped_up / "wandb"))}
+    assert len(new) == 4  # the grid's four jobs, each its own run
 
 
 def test_online_without_network_falls_back_to_offline_and_leaks_no_key(tmp_path, cache_dir):
     secret = "0123456789abcdef0123456789abcdef01234567"
     env = {"WANDB_API_KEY": secret, "WANDB_BASE_URL": "http://127.0.0.1:9"}  # nothing listens on port 9
-    proc, out = study(tmp_path, cache_dir, "on", "study.n_trials=2", "tracking.mode=online", env=env)
+    proc, out = study(tmp_path, cache_dir, "on", "study.n_trials=2", "tracking=wandb", "tracking.mode=online", env=env)
     assert "logging offline" in proc.stdout + proc.stderr
     assert len([r for r in read_runs(out / "wandb") if r.job_type == "trial"]) == 2
     for path in out.rglob("*"):

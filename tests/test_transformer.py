@@ -129,6 +129,7 @@ def test_the_transformer_entry_searches_the_scheme_and_a_float_trial_ignores_it(
     assert canonical(float_static | {"quant.bits": 8}) != canonical({"quant.bits": 8, "quant.scheme": "dynamic"})
 
 
+@pytest.mark.slow  # the longest in-process test: a BERT pruned, quantized, exported, reloaded
 def test_hugging_face_bert_prunes_quantizes_and_exports_to_a_file_that_reloads_equal(compose_model, tmp_path):
     cfg = compose_model("hf_bert", "engine=onnxruntime", "quant.bits=8", "quant.scheme=dynamic", "prune.ratio=0.5")
     b = build(to_config(cfg), cfg.model)

@@ -128,6 +128,7 @@ def test_recovery_needs_a_training_split(make_cfg, tmp_path):
         run(cfg, tmp_path)
 
 
+@pytest.mark.slow
 def test_a_changed_checkpoint_is_refused_by_the_study(tmp_path):
     ckpt, conf = tmp_path / "mine.pt", tmp_path / "conf" / "model"
     conf.mkdir(parents=True)
@@ -144,6 +145,7 @@ def test_a_changed_checkpoint_is_refused_by_the_study(tmp_path):
         "study.n_trials=2",
         "study.confirm=false",
         "study.export=false",
+        "tracking=disabled",
         "space=none",
         "batch_size=choice(1,2)",
     )

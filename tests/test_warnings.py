@@ -7,8 +7,10 @@ import re
 import warnings
 from collections import Counter
 
+import pytest
+
 from infersearch.isolation import run_isolated
-from tests.test_study import sweep
+from tests.conftest import sweep
 
 WARNING_LINE = re.compile(r"\w*Warning\b")
 
@@ -26,6 +28,7 @@ def test_a_warning_in_every_trial_process_is_shown_once():
     assert [w.category for w in relayed] == [FutureWarning]
 
 
+@pytest.mark.slow
 def test_a_study_prints_no_warning_line_twice(tmp_path, cache_dir):
     args = ["study.n_trials=2", "engine=onnxruntime", "quant.bits=choice(8,32)", "study.max_drop=null"]
     proc, _ = sweep(tmp_path, cache_dir, "warn", *args, "tracking=disabled")

@@ -18,6 +18,8 @@ from optuna.trial import TrialState
 from infersearch.study.record import told
 from tests.conftest import ROOT, TINY
 
+pytestmark = pytest.mark.slow  # several workers, each a real CLI study
+
 FAST = [
     "engine=eager",
     "precision=fp32",
@@ -28,6 +30,8 @@ FAST = [
     "measure.min_repeats=6",
     "measure.min_time_s=0.02",
     "tracking=disabled",
+    "study.confirm=false",
+    "study.export=false",
 ]
 
 

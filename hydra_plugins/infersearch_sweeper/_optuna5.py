@@ -28,6 +28,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 
 from hydra_plugins.infersearch_sweeper._loop import Launch, job_value, run_loop
 from infersearch.optuna_compat import suggest
+from infersearch.study.space import override_line
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +206,10 @@ class Optuna5SweeperImpl:
         overlap = set(trial.params) & set(fixed)
         if overlap:
             raise ValueError(f"fixed values and search space overlap: {sorted(overlap)}")
-        return [*(f"{k}={v}" for k, v in {**trial.params, **fixed}.items()), *deletions]
+        # a suggested value is quoted where Hydra's grammar needs it ('a,b' is a sweep unquoted); a fixed one is
+        # the command line's text, already in that grammar
+        return [*(override_line(k, v) for k, v in trial.params.items()), *(f"{k}={v}" for k, v in fixed.items()),
+                *deletions]  # fmt: skip
 
     def sweep(self, arguments: list[str]) -> None:
         assert self.config is not None and self.launcher is not None

@@ -41,14 +41,19 @@ class TrialAttrs:
         return bool(self.env.get("emulated"))
 
     def stored(self) -> dict[str, Any]:
-        """The attributes to store: the set ones, and ``measured`` whenever the trial has a record."""
+        """The attributes to store: the set ones (a hypervolume of 0.0, a copy of trial 0 are set), and
+        ``measured`` whenever the trial has a record."""
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            unset = value is None or value is False or (isinstance(value, (str, dict, list)) and not value)
-            if not unset or (f.name == "measured" and value is not None):  # 0.0 is a value (a hypervolume)
+            if not _unset(value) or (f.name == "measured" and value is not None):
                 out[f.name] = value
         return out
+
+
+def _unset(value: Any) -> bool:
+    """None, False or an empty text, dict or list; a number, 0 included, is a value."""
+    return value is None or value is False or (isinstance(value, (str, dict, list)) and not value)
 
 
 NAMES = frozenset(f.name for f in fields(TrialAttrs))

@@ -10,6 +10,7 @@ only here, beside a copy of every stored trial, which :meth:`Proposals.sync` bri
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +24,7 @@ from infersearch.study.record import Record, tell, told
 from infersearch.study.storage import directions, make_sampler
 
 KINDS = ("repeated", "refused", "in_flight")
+log = logging.getLogger(__name__)
 
 
 class Proposals:
@@ -30,10 +32,12 @@ class Proposals:
         self.dists = dict(dists)
         level = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" line
+        sampler = make_sampler(st, dists)
         try:
-            self.study = optuna.create_study(directions=directions(st), sampler=make_sampler(st, dists))
+            self.study = optuna.create_study(directions=directions(st), sampler=sampler)
         finally:
             optuna.logging.set_verbosity(level)
+        log.info("sampler: %s (study.sampler=%s, seed %d)", type(sampler).__name__, st.sampler, st.seed)
         self.synced: set[int] = set()  # numbers of the stored trials copied here
         self.tally: Counter[str] = Counter()
 
