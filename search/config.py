@@ -117,8 +117,8 @@ class MeasureConfig:
     rounds: int = 5  # interleaved rounds of variant and baseline
     threads: int = 0  # 0: all cores the process may use
     baseline: bool = True  # time the fp32 baseline in the same rounds
-    # report latency as (ratio to that baseline) x (the baseline's latency measured once on this
-    # machine): robust to a shared machine's drift; raw figures kept as *_measured (search/measure/anchor.py)
+    # report latency as (ratio to that baseline) x (the anchor: the baseline's latency on this machine, cached
+    # while it holds): robust to a shared machine's drift; raw figures kept as *_measured (measure/anchor.py)
     anchor: bool = True
     # with the anchor: a round whose baseline is slower than max_state x the anchor ran in a disturbed
     # machine state and is re-run, for at most max_wait_s; after that the trial is marked machine_disturbed.
