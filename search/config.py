@@ -131,7 +131,7 @@ class MeasureConfig:
     # many cores (search/measure/contention.py: /proc/stat minus our own CPU time; steal included)
     max_foreign_cores: float = 0.3
     # an anchor is settled (cached, trusted) when its round medians agree: robust spread (log) at most this
-    anchor_spread: float = 0.05
+    anchor_spread: float = 0.1
 
 
 class DropKind(StrEnum):

@@ -63,6 +63,7 @@ class Anchor:
     spread: float  # robust spread of those round medians (log scale, 1.4826 x MAD)
     foreign_cores: float | None  # cores other programs took while it was timed
     settled: bool  # every round clean and the rounds agree within measure.anchor_spread
+    clean: bool = True  # every round clean (no other program on its cores); settled implies clean
     taken: str  # when (UTC, ISO 8601)
     hit: bool = False  # read from the cache
     replaced_ms: float | None = None  # the anchor this one replaced in this trial
@@ -101,14 +102,14 @@ def time_anchored(
         timing = replace(timing, max_wait_s=min(timing.max_wait_s, BUSY_WAIT_S))
         book = book.waiting(timing.max_wait_s)
     anchor = book.get(base, batch_size)
-    if not anchor.settled:
+    if not anchor.clean:
         timing = replace(timing, max_wait_s=0.0)
     lat = measure_interleaved(fns, batch_size, timing, device, book.gate(anchor))
     if book.stale(anchor, lat["baseline"]):
         anchor = book.retake(base, batch_size, anchor, lat["baseline"].p50_ms / anchor.ms)
         if lat["baseline"].disturbed:
             lat = measure_interleaved(fns, batch_size, timing, device, book.gate(anchor))
-    book.note(lat["baseline"].disturbed or not anchor.settled)
+    book.note(lat["baseline"].disturbed or not anchor.clean)
     return lat, anchor
 
 
@@ -117,7 +118,8 @@ def judge(stats: LatencyStats, bar: float) -> Anchor:
     mid = statistics.median(stats.round_p50_ms)
     spread = log_spread([r / mid for r in stats.round_p50_ms])
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    return Anchor(mid, spread, stats.foreign_cores, not stats.disturbed and spread <= bar, now)
+    clean = not stats.disturbed
+    return Anchor(mid, spread, stats.foreign_cores, clean and spread <= bar, now, clean=clean)
 
 
 class AnchorBook:
@@ -191,9 +193,17 @@ class AnchorBook:
             state,
             old.ms,
             new.ms,
-            "settled" if new.settled else "not settled: the machine is busy",
+            _verdict(new, self.m.anchor_spread),
         )
         return new
+
+
+def _verdict(anchor: Anchor, bar: float) -> str:
+    if anchor.settled:
+        return "settled"
+    if not anchor.clean:
+        return "not settled: other programs kept its cores busy"
+    return f"not settled: its rounds disagree (spread {anchor.spread:.3f} > {bar}), not cached"
 
 
 def round_ratio(variant: LatencyStats, baseline: LatencyStats) -> float:
@@ -212,7 +222,8 @@ def log_spread(ratios: list[float]) -> float:
 
 def anchored_metrics(variant: LatencyStats, baseline: LatencyStats, anchor: Anchor) -> dict[str, float]:
     """The variant's latency metrics derived from its ratio to the baseline; raw figures kept as ``*_measured``.
-    Disturbed when its rounds never settled or its anchor is not settled."""
+    Disturbed when its rounds never settled or its anchor's never did (an anchor whose clean rounds only
+    disagree is not cached, but the trial's ratio, timed in clean rounds, stands)."""
     ratio = round_ratio(variant, baseline)
     p50 = ratio * anchor.ms
     foreign = variant.foreign_cores
@@ -228,7 +239,7 @@ def anchored_metrics(variant: LatencyStats, baseline: LatencyStats, anchor: Anch
         "latency_ratio_to_baseline": ratio,
         "speedup_vs_baseline": 1.0 / ratio,
         "machine_state": baseline.p50_ms / anchor.ms,
-        "machine_disturbed": float(variant.disturbed or not anchor.settled),
+        "machine_disturbed": float(variant.disturbed or not anchor.clean),
         "latency_rounds_rejected": variant.rounds_rejected,
         "anchor_ms": anchor.ms,
         "anchor_spread": anchor.spread,

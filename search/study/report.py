@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -239,8 +238,8 @@ def busy_text(trials: list[FrozenTrial], figures: dict[str, Any], recommended: F
     loads = [f for m in hit if (f := m.get("foreign_cores")) is not None and f == f]
     load = f", other programs on {min(loads):.1f}-{max(loads):.1f} cores" if loads else ""
     threads = max((attrs_of(t).env.get("threads", 1) for t in measured), default=1)
-    spare = threads - math.ceil(statistics.median(loads)) if loads else 0
-    if 0 < spare < threads:  # a neighbour that stays: leave it its cores, time on the rest
+    spare = threads - round(statistics.median(loads)) if loads else 0
+    if 0 < spare < threads:  # a neighbour that stays on whole cores: leave them to it, time on the rest
         load += f"; measure.threads={spare} would leave them the cores they use"
     rec = ""
     if recommended is not None and disturbed(recommended, figures):
