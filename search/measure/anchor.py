@@ -63,8 +63,8 @@ class Anchor:
     spread: float  # robust spread of those round medians (log scale, 1.4826 x MAD)
     foreign_cores: float | None  # cores other programs took while it was timed
     settled: bool  # every round clean and the rounds agree within measure.anchor_spread
-    clean: bool = True  # every round clean (no other program on its cores); settled implies clean
     taken: str  # when (UTC, ISO 8601)
+    clean: bool = True  # every round clean (no other program on its cores); settled implies clean
     hit: bool = False  # read from the cache
     replaced_ms: float | None = None  # the anchor this one replaced in this trial
 
