@@ -91,12 +91,19 @@ def state_gate(anchor: float, threads: int, m: MeasureConfig, baseline: str = "b
 
 
 def time_anchored(
-    fns: dict[str, Callable[[], Any]], batch_size: int, timing: Timing, device: str, book: AnchorBook
+    fns: dict[str, Callable[[], Any]],
+    batch_size: int,
+    timing: Timing,
+    device: str,
+    book: AnchorBook,
+    band: float | None = None,
 ) -> tuple[dict[str, LatencyStats], Anchor]:
     """Interleaved rounds of ``fns`` (``baseline`` among them) through the gate of this machine's anchor;
     the anchor re-taken when the rounds show it stale, and the rounds re-run when every one of them had
     been judged against it. An unsettled anchor already waited for a quiet machine: no second wait; a
-    machine found busy moments ago gets a short one."""
+    machine found busy moments ago gets a short one. ``band``: re-take the anchor whenever the clean rounds'
+    baseline is off it by more than this factor (the confirmation's figures, the ones reported, use 1.05:
+    ``max_state`` lets a trial's absolute figure be up to 20% off)."""
     base = fns["baseline"]
     if book.recently_busy():
         timing = replace(timing, max_wait_s=min(timing.max_wait_s, BUSY_WAIT_S))
@@ -105,7 +112,7 @@ def time_anchored(
     if not anchor.clean:
         timing = replace(timing, max_wait_s=0.0)
     lat = measure_interleaved(fns, batch_size, timing, device, book.gate(anchor))
-    if book.stale(anchor, lat["baseline"]):
+    if book.stale(anchor, lat["baseline"], band):
         anchor = book.retake(base, batch_size, anchor, lat["baseline"].p50_ms / anchor.ms)
         if lat["baseline"].disturbed:
             lat = measure_interleaved(fns, batch_size, timing, device, book.gate(anchor))
@@ -175,13 +182,16 @@ class AnchorBook:
     def gate(self, anchor: Anchor) -> Callable[[Round], bool]:
         return state_gate(anchor.ms, self.threads, self.m)
 
-    def stale(self, anchor: Anchor, baseline: LatencyStats) -> bool:
+    def stale(self, anchor: Anchor, baseline: LatencyStats, band: float | None = None) -> bool:
         """Whether a trial's baseline shows the machine far from ``anchor`` while no other program was
         taking its cores: faster than ``1 / max_state`` (the anchor was timed in a slow moment), or
-        slower than ``max_state`` through every round (the machine itself moved)."""
+        slower than ``max_state`` through every round (the machine itself moved); with ``band``, off by
+        more than that factor either way."""
         if not free_for(baseline.foreign_cores, self.threads, self.m.max_foreign_cores):
             return False
         state = baseline.p50_ms / anchor.ms
+        if band is not None and not baseline.disturbed:
+            return not 1 / band <= state <= band
         return state < 1 / self.m.max_state or (baseline.disturbed and state > self.m.max_state)
 
     def retake(self, fn: Callable[[], Any], batch_size: int, old: Anchor, state: float) -> Anchor:
