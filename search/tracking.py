@@ -232,6 +232,7 @@ def _cell(v: Any) -> Any:
 def _recommendation(rec, summary) -> dict[str, Any] | None:
     """The recommendation as the study reports it: params, the latency it stands behind, whether disturbed."""
     from infersearch.study.attrs import attrs_of
+    from infersearch.study.figures import timed
 
     if rec is None:
         return None
@@ -240,5 +241,5 @@ def _recommendation(rec, summary) -> dict[str, Any] | None:
     return (
         {"trial": rec.number, "rule": summary.rule, **attrs_of(rec).params}
         | {k: figures[k] for k in keys if k in figures}
-        | {"disturbed": bool(figures.get("machine_disturbed")), "confirmed": "spread" in figures}
+        | {"disturbed": bool(figures.get("machine_disturbed")), "confirmed": timed(figures) == "confirmed"}
     )

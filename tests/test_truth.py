@@ -22,7 +22,7 @@ from infersearch.config import Direction, MeasureConfig, ObjectiveConfig, StudyC
 from infersearch.measure.anchor import AnchorBook, judge
 from infersearch.measure.latency import Timing, measure_interleaved
 from infersearch.study.figures import reported
-from infersearch.study.report import front_table, write_report
+from infersearch.study.report import front_table, pareto_figure, write_report
 from infersearch.trial import evaluate_trial
 
 QUICK = MeasureConfig(warmup=1, min_repeats=6, min_time_s=0.08, rounds=2, max_wait_s=0.5)
@@ -148,6 +148,10 @@ def test_the_recommendation_rests_on_a_confirmed_undisturbed_figure_only(tmp_pat
     assert "too busy to measure 1 of 3 trials" in summary.busy
     pareto = {m["number"]: m for m in json.loads((tmp_path / "pareto.json").read_text())}
     assert pareto[1]["disturbed"] is True and pareto[2]["disturbed"] is False
+    ax = pareto_figure(study.get_trials(), summary.front, summary.recommended, ST, summary.figures).axes[0]
+    edge = {c.get_gid(): tuple(c.get_edgecolor()[0][:3]) for c in ax.collections if c.get_gid()}
+    assert edge["trial 1"] == (1.0, 0.0, 0.0) and edge["trial 2"] == (0.0, 0.0, 0.0)  # the disturbed one in red
+    assert "red edge = timed on a busy machine (1 of 3)" in ax.get_title()
 
 
 def test_with_no_trusted_member_the_recommendation_says_it_is_disturbed(tmp_path):

@@ -49,6 +49,7 @@ KIND = "anchor"
 # After a measurement on this host ended disturbed, the next ones within BUSY_MEMORY_S wait at most
 # BUSY_WAIT_S for clean rounds: a neighbour that stays would otherwise cost every trial max_wait_s.
 BUSY_MEMORY_S, BUSY_WAIT_S = 120.0, 5.0
+_BUSY_KEY = content_hash({"host": platform.node()})
 DISTURBED_SINGLE = (
     "the machine stayed busy while it was timed (other programs on its cores, or the baseline far off its "
     "anchor, for measure.max_wait_s): the figures are the ratio of disturbed rounds; time it again when quiet"
@@ -107,7 +108,7 @@ def time_anchored(
     base = fns["baseline"]
     if book.recently_busy():
         timing = replace(timing, max_wait_s=min(timing.max_wait_s, BUSY_WAIT_S))
-        book = book.waiting(timing.max_wait_s)
+        book = replace(book, m=replace(book.m, max_wait_s=min(book.m.max_wait_s, BUSY_WAIT_S)))
     anchor = book.get(base, batch_size)
     if not anchor.clean:
         timing = replace(timing, max_wait_s=0.0)
@@ -129,22 +130,20 @@ def judge(stats: LatencyStats, bar: float) -> Anchor:
     return Anchor(mid, spread, stats.foreign_cores, clean and spread <= bar, now, clean=clean)
 
 
+@dataclass(frozen=True)
 class AnchorBook:
     """The anchors of one baseline on this machine, one per batch size: cached while they hold."""
 
-    def __init__(
-        self, baseline_key: str, device: str, device_name: str, threads: int, m: MeasureConfig, cache: TensorCache
-    ) -> None:
-        self.ident = {"baseline": baseline_key, "device": device, "name": device_name}
-        self.device, self.threads, self.m, self.cache = device, threads, m, cache
+    baseline_key: str
+    device: str
+    device_name: str
+    threads: int
+    m: MeasureConfig
+    cache: TensorCache
 
     def _key(self, batch_size: int) -> str:
-        return content_hash(self.ident | {"batch": batch_size, "threads": self.threads, "host": platform.node()})
-
-    def waiting(self, max_wait_s: float) -> AnchorBook:
-        """This book with its anchor waiting at most ``max_wait_s`` for clean rounds."""
-        m = replace(self.m, max_wait_s=min(self.m.max_wait_s, max_wait_s))
-        return AnchorBook(self.ident["baseline"], self.device, self.ident["name"], self.threads, m, self.cache)
+        ident = {"baseline": self.baseline_key, "device": self.device, "name": self.device_name}
+        return content_hash(ident | {"batch": batch_size, "threads": self.threads, "host": platform.node()})
 
     def get(self, fn: Callable[[], Any], batch_size: int) -> Anchor:
         """The cached anchor, or one timed now (cached only if settled)."""
@@ -168,16 +167,15 @@ class AnchorBook:
         return anchor
 
     def recently_busy(self) -> bool:
-        entry = self.cache.get("busy", content_hash({"host": platform.node()}))
+        entry = self.cache.get("busy", _BUSY_KEY)
         return entry is not None and time.time() - float(entry["at"]) < BUSY_MEMORY_S
 
     def note(self, disturbed: bool) -> None:
         """Remember on this host whether the machine was busy: the next measurements wait less if so."""
-        key = content_hash({"host": platform.node()})
         if disturbed:
-            self.cache.put("busy", key, {"at": time.time()})
+            self.cache.put("busy", _BUSY_KEY, {"at": time.time()})
         else:
-            self.cache.drop("busy", key)
+            self.cache.drop("busy", _BUSY_KEY)
 
     def gate(self, anchor: Anchor) -> Callable[[Round], bool]:
         return state_gate(anchor.ms, self.threads, self.m)

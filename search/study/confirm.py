@@ -26,7 +26,7 @@ from infersearch.config import MeasureConfig
 from infersearch.measure.anchor import Anchor, AnchorBook, anchored_metrics, log_spread, time_anchored
 from infersearch.measure.latency import LatencyStats, Timing, measure_interleaved
 from infersearch.study.attrs import attrs_of
-from infersearch.study.figures import reported
+from infersearch.study.figures import reported, trusted
 from infersearch.study.pareto import confirmed_front
 
 log = logging.getLogger(__name__)
@@ -96,10 +96,6 @@ def _confirmed(own: LatencyStats, base: LatencyStats | None, anchor: Anchor | No
     return metrics | {"round_p50_ms": list(own.round_p50_ms), "round_ratios": ratios, "spread": log_spread(ratios)}
 
 
-def _untrusted(confirmed: dict[str, Any] | None) -> bool:
-    return confirmed is None or bool(confirmed.get("machine_disturbed"))
-
-
 def confirm_front(
     study: optuna.Study,
     objectives: list[Any],
@@ -127,8 +123,8 @@ def confirm_front(
             confirmed[str(t.number)] = metrics | {"ratio_to_first": metrics["latency_ms_per_sample"] / before}
         baselines |= result["baseline_round_p50_ms"]
         study.set_user_attr("confirmation", confirmed)
-        members = confirmed_front(study, reported(study), objectives)[0]
-        todo = [t for t in members if _untrusted(confirmed.get(str(t.number)))]
+        figures = reported(study)
+        todo = [t for t in confirmed_front(study, figures, objectives)[0] if not trusted(t, figures, confirmed)]
     study.set_user_attr(
         "confirmation_context",
         {

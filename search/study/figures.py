@@ -57,3 +57,15 @@ def disturbed(t: FrozenTrial, figures: dict[str, Any]) -> bool:
     """The trial's latency was timed (confirmed, or first measured) on a machine that never settled."""
     metrics = figures.get(str(t.number)) or attrs_of(t).metrics
     return bool(metrics.get("machine_disturbed"))
+
+
+def timed(metrics: dict[str, Any]) -> str:
+    """How a reported figure was timed: DISTURBED, confirmed (re-timed side by side) or first."""
+    if metrics.get("machine_disturbed"):
+        return "DISTURBED"
+    return "confirmed" if "spread" in metrics else "first"
+
+
+def trusted(t: FrozenTrial, figures: dict[str, Any], confirmation: dict[str, Any]) -> bool:
+    """A figure a recommendation may rest on: not disturbed, and confirmed when the study confirmed."""
+    return not disturbed(t, figures) and (not confirmation or str(t.number) in confirmation)

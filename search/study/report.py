@@ -17,7 +17,7 @@ from infersearch.cache import atomic_write_bytes, atomic_write_text
 from infersearch.config import StudyConfig
 from infersearch.report_table import table
 from infersearch.study.attrs import attrs_of
-from infersearch.study.figures import disturbed, reported
+from infersearch.study.figures import disturbed, reported, timed, trusted
 from infersearch.study.pareto import (
     complete_values,
     confirmed_front,
@@ -135,15 +135,18 @@ def _member(t: FrozenTrial, st: StudyConfig, figures: dict[str, Any]) -> dict[st
     }
 
 
-def current_front(study: optuna.Study, st: StudyConfig) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
-    """The feasible front, after the side-by-side confirmation when the study has one: (front, moved off)."""
-    return confirmed_front(study, reported(study), st.objectives)
+def current_front(
+    study: optuna.Study, st: StudyConfig, figures: dict[str, Any] | None = None
+) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+    """The feasible front at the reported figures (confirmed where re-timed): (front, moved off)."""
+    return confirmed_front(study, reported(study) if figures is None else figures, st.objectives)
 
 
-def trial_rows(study: optuna.Study, st: StudyConfig) -> list[dict[str, Any]]:
+def trial_rows(study: optuna.Study, st: StudyConfig, figures: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One row per trial, as in trials.csv."""
-    numbers = {t.number for t in current_front(study, st)[0]}
-    confirmation, figures = study.user_attrs.get("confirmation", {}), reported(study)
+    figures = reported(study) if figures is None else figures
+    numbers = {t.number for t in current_front(study, st, figures)[0]}
+    confirmation = study.user_attrs.get("confirmation", {})
     return [_row(t, numbers, st, confirmation, figures) for t in study.get_trials(deepcopy=False)]
 
 
@@ -165,9 +168,9 @@ def write_report(study: optuna.Study, st: StudyConfig, out_dir: str | Path | Non
     out = Path(out_dir or st.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     trials = study.get_trials(deepcopy=False)
-    members, moved = current_front(study, st)
     confirmation, figures = study.user_attrs.get("confirmation", {}), reported(study)
-    rows = trial_rows(study, st)
+    members, moved = current_front(study, st, figures)
+    rows = trial_rows(study, st, figures)
     files = {"trials": out / "trials.csv", "pareto_json": out / "pareto.json", "pareto_csv": out / "pareto.csv"}
     atomic_write_text(files["trials"], _csv(rows))
     pareto = [_member(t, st, figures) | {"confirmed": confirmation.get(str(t.number))} for t in members]
@@ -201,11 +204,6 @@ def write_report(study: optuna.Study, st: StudyConfig, out_dir: str | Path | Non
     )
 
 
-def trusted(t: FrozenTrial, figures: dict[str, Any], confirmation: dict[str, Any]) -> bool:
-    """A figure a recommendation may rest on: not disturbed, and confirmed when the study confirmed."""
-    return not disturbed(t, figures) and (not confirmation or str(t.number) in confirmation)
-
-
 def _recommend(study, st: StudyConfig, members, figures, confirmation) -> tuple[FrozenTrial | None, str]:
     """One configuration, from the front of the trials with a trusted figure (the front itself once the
     confirmation re-timed every member); from the whole front, marked, when none has one."""
@@ -235,7 +233,7 @@ def busy_text(trials: list[FrozenTrial], figures: dict[str, Any], recommended: F
     if not hit:
         return ""
     states = [m["machine_state"] for m in hit]
-    loads = [f for m in hit if (f := m.get("foreign_cores")) is not None and f == f]
+    loads = [m["foreign_cores"] for m in hit if "foreign_cores" in m]
     load = f", other programs on {min(loads):.1f}-{max(loads):.1f} cores" if loads else ""
     threads = max((attrs_of(t).env.get("threads", 1) for t in measured), default=1)
     spare = threads - round(statistics.median(loads)) if loads else 0
@@ -262,7 +260,6 @@ def front_table(summary: Summary, st: StudyConfig) -> str:
         p, m = a.params, summary.figures.get(str(t.number), a.metrics)
         mark = "*" if summary.recommended is not None and t.number == summary.recommended.number else ""
         emu = " (emulated)" if a.emulated else ""
-        timed = "DISTURBED" if m.get("machine_disturbed") else ("confirmed" if "spread" in m else "first")
         rows.append(
             [
                 f"{t.number}{mark}",
@@ -271,7 +268,7 @@ def front_table(summary: Summary, st: StudyConfig) -> str:
                 m.get(f"{metric}_drop", ""),
                 m.get("latency_ms_p95", ""),
                 f"{m.get('speedup_vs_baseline', float('nan')):.2f}x{emu}",
-                timed,
+                timed(m),
             ]
         )
     return table([*headers, "timed"], rows)
@@ -355,6 +352,7 @@ def pareto_figure(trials, members, recommended, st: StudyConfig, figures: dict[s
     for t in retimed:
         ax.annotate("", (at[t.number][-1], at[t.number][0]), (t.values[-1], t.values[0]),
                     arrowprops={"arrowstyle": "->", "color": "0.45", "lw": 0.8})  # fmt: skip
+    busy = {t.number for t in shown if disturbed(t, figures or {})}
     for t in shown:
         engine, kind = _style_keys(t)
         ok = feasible(t)
@@ -364,7 +362,8 @@ def pareto_figure(trials, members, recommended, st: StudyConfig, figures: dict[s
             c=[colour[engine]],
             marker=marker[kind],
             alpha=1.0 if ok else 0.25,
-            edgecolors="k" if ok else "none",
+            edgecolors="red" if t.number in busy else "k" if ok else "none",
+            linewidths=1.6 if t.number in busy else 1.0,
             s=45,
             gid=f"trial {t.number}",
         )
@@ -379,11 +378,13 @@ def pareto_figure(trials, members, recommended, st: StudyConfig, figures: dict[s
         ax.set_xscale("log")
         plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
         ax.xaxis.set_major_formatter(plain)  # under a decade of range, the minor ticks are the only labels
-        ax.xaxis.set_minor_formatter(plain if max(xs) / min(xs) < 30 else matplotlib.ticker.NullFormatter())
+        # minor labels only under a decade: across one or more they overlap (0.060.070.08 on a 0.009-0.3 axis)
+        ax.xaxis.set_minor_formatter(plain if max(xs) / min(xs) < 10 else matplotlib.ticker.NullFormatter())
     log_note = ", log scale" if ax.get_xscale() == "log" else ""
     ax.set_xlabel(f"{x_obj.metric} ({getattr(x_obj.direction, 'value', x_obj.direction)}{log_note})")
     ax.set_ylabel(f"{y_obj.metric} ({getattr(y_obj.direction, 'value', y_obj.direction)})")
-    ax.set_title(f"study {st.name}: faded = infeasible")
+    busy_note = f"; red edge = timed on a busy machine ({len(busy)} of {len(shown)})" if busy else ""
+    ax.set_title(f"study {st.name}: faded = infeasible{busy_note}")
     ax.grid(alpha=0.3)
     if shown:
         by_engine = [Line2D([], [], ls="", marker="o", color=colour[e], label=e) for e in engines]
