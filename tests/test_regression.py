@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from infersearch.config import Rule, StudyConfig, with_metric
-from infersearch.study.regression import settings, verdict
+from infersearch.study.regression import rebased, settings, verdict
 
 
 def _trial(number: int, accuracy: float, latency: float, rounds: list[float]) -> optuna.trial.FrozenTrial:
@@ -71,3 +71,20 @@ def test_a_disturbed_timing_is_not_compared_but_accuracy_still_is(rule, regresse
     v = verdict(previous, new, [0.985, 0.01], _confirmed(0.02), prev, st)
     assert v.regressed is regressed
     assert any("stayed disturbed" in n for n in v.notes) is (not regressed)
+
+
+def test_a_re_taken_anchor_is_a_machine_change_not_a_regression():
+    """The CI failure this guards: the machine slowed 1.9x between runs, the anchor was re-taken, and the
+    same configuration (re-timed at the same figure) was called a 62% regression."""
+    st = with_metric(StudyConfig(name="s"), "accuracy", "maximize")
+    before = _previous(st, 0.99, 0.0085) | {"anchor_ms": 0.59, "params": {"batch_size": 4}}
+    previous, note = rebased(before, 1.12)
+    assert previous["values"]["latency_ms_per_sample"] == pytest.approx(0.0085 * 1.12 / 0.59)
+    assert previous["values"]["accuracy"] == 0.99 and "moved from 0.59 to 1.12 ms" in note
+    same = _trial(0, 0.99, 0.01378, [])
+    assert not verdict(previous, same, [0.99, 0.01378], _confirmed(0.02), same, st).regressed
+    assert verdict(before, same, [0.99, 0.01378], _confirmed(0.02), same, st).regressed  # not rebased: it was
+    slower = 1.3 * previous["values"]["latency_ms_per_sample"]  # slower than the machine change explains
+    assert verdict(previous, same, [0.99, slower], _confirmed(0.02), same, st).regressed
+    assert rebased(before, None) == (before, None)  # not in this study's figures: as stored
+    assert rebased(_previous(st, 0.99, 0.0085), 1.12) == (_previous(st, 0.99, 0.0085), None)  # older entry

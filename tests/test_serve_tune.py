@@ -34,7 +34,8 @@ def test_serve_tune_measures_each_setting_stores_the_pick_and_serve_uses_it(expo
     for r in doc["results"]:
         assert r["saturation_rps"] > 20 and r["errors"] == 0 and r["server_p99_ms"] > 0
         assert r["within_slo"] == 1.0 and r["meets_slo"]
-    best = max(doc["results"], key=lambda r: r["saturation_rps"])
+    top = max(r["saturation_rps"] for r in doc["results"])  # within 5% of the best is a tie: lowest p99 wins
+    best = min((r for r in doc["results"] if r["saturation_rps"] >= 0.95 * top), key=lambda r: r["server_p99_ms"])
     assert doc["pick"] == {k: best[k] for k in ("max_batch_size", "max_delay_ms", "workers", "threads")}
     assert "picked serve.max_batch_size=" in proc.stdout and "HTTP Request" not in proc.stderr
     stored = optuna.load_study(study_name="served", storage=f"sqlite:///{tmp_path / 'study.db'}")

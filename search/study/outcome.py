@@ -19,7 +19,7 @@ from infersearch.study.attrs import attrs_of
 from infersearch.study.figures import disturbed, reported
 from infersearch.study.pareto import objective_values
 from infersearch.study.record import counts
-from infersearch.study.regression import settings, spread_of, verdict
+from infersearch.study.regression import rebased, settings, spread_of, verdict
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ def conclude(study: optuna.Study, summary, st: StudyConfig) -> Outcome:
         "values": {o.metric: v for o, v in zip(st.objectives, values)},
         "spread": spread_of(rec, confirmation),
         "disturbed": disturbed(rec, figures),
+        "anchor_ms": figures[str(rec.number)].get("anchor_ms"),
         "params": attrs_of(rec).params,
         "settings": settings(st),
     }
@@ -73,8 +74,10 @@ def conclude(study: optuna.Study, summary, st: StudyConfig) -> Outcome:
     trials = study.get_trials(deepcopy=False)
     p = previous.get("trial")
     found = trials[p] if isinstance(p, int) and p < len(trials) else None
+    now_ms = figures.get(str(p), {}).get("anchor_ms") if found is not None else None
+    previous, moved = rebased(previous, now_ms)
     v = verdict(previous, rec, values, confirmation, found, st)
-    for note in v.notes:
+    for note in ([moved] if moved else []) + v.notes:
         log.warning("%s", note)
     if v.regressed:
         return Outcome(EXIT_REGRESSED, f"the recommendation got worse than the previous run's: {v.message}", entry)

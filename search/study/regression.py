@@ -25,7 +25,7 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from infersearch.config import Rule, StudyConfig
-from infersearch.measure.anchor import log_spread
+from infersearch.measure.anchor import log_spread, rescaled
 from infersearch.study.attrs import attrs_of
 from infersearch.study.figures import disturbed
 from infersearch.study.record import constraint_values
@@ -73,6 +73,24 @@ class Verdict:
     regressed: bool
     message: str
     notes: list[str] = field(default_factory=list)  # changed settings, skipped comparisons
+
+
+def rebased(previous: dict[str, Any], now_ms: float | None) -> tuple[dict[str, Any], str | None]:
+    """The previous entry's timed figures re-derived from ``now_ms``, the anchor its recommendation's
+    figure is on in this run. An anchor is re-taken only when the machine itself changed
+    (measure/anchor.py): its speed moved, not the model's, so the comparison is made in units of the
+    baseline on this machine, as within one study."""
+    was = previous.get("anchor_ms")
+    if not was or not now_ms or now_ms == was:
+        return previous, None
+    values = {k: v for k, v in rescaled(previous["values"] | {"anchor_ms": was}, now_ms).items()
+              if k in previous["values"]}  # fmt: skip
+    bs = previous.get("params", {}).get("batch_size", "?")
+    note = (
+        f"the latency anchor (batch {bs}) moved from {was:.4g} to {now_ms:.4g} ms since the previous run (the "
+        f"machine runs at {now_ms / was:.2f}x): the previous figures are compared re-derived from the current one"
+    )
+    return previous | {"values": values, "anchor_ms": now_ms}, note
 
 
 def _changes(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
