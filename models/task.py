@@ -59,7 +59,8 @@ class Split:
                 break
         if not got:
             raise ValueError("the split is empty")
-        return torch.cat(got).float().contiguous()
+        x = torch.cat(got)
+        return (x if x.dtype == torch.long else x.float()).contiguous()  # token ids stay integers
 
     def head(self, n: int) -> Split:
         """The first ``n`` samples (a Dataset) or the first batches holding them (a DataLoader), lazily."""
@@ -152,6 +153,10 @@ class Task:
     checkpoint_loader: Literal["state_dict", "build"] = "state_dict"
     # fine-tuning after pruning, unless recover.epochs says otherwise: a transformer needs more than a CNN
     recover_epochs: int = 8
+    recover_steps: int | None = None  # at most this many optimizer steps in all (a language model's corpus is long)
+    tokenizer: Any = None  # a language model's (tokenizers.Tokenizer or transformers'): exported beside it
+    # a causal language model (models/lm.py): token blocks in, timed as prefill (TTFT) and decode (TPOT)
+    generation: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.metric, Metric):  # a bare (predictions, targets) -> float: maximised, unnamed

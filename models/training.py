@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from infersearch.models.lm import logits_of
 from infersearch.models.task import Predict, Split, Task
 
 
@@ -27,6 +28,7 @@ def fit(
     distill_weight: float = 0.0,
     temperature: float = 4.0,
     on_epoch: Callable[[int, float], None] | None = None,
+    max_steps: int | None = None,
 ) -> nn.Module:
     """Train ``model`` in place on the task's training split (a Dataset is shuffled per epoch with
     ``seed``; a DataLoader keeps its own batches and order).
@@ -42,10 +44,14 @@ def fit(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(epochs, 1))
     if teacher is not None:
         teacher.eval()
+    steps = 0
     for epoch in range(epochs):
         model.train()
         total, seen = 0.0, 0
         for x, y in data.batches(batch_size, shuffle=True, seed=seed + epoch):
+            if max_steps is not None and steps >= max_steps:
+                break
+            steps += 1
             out = model(x)
             loss = task.loss(out, y)
             if teacher is not None and distill_weight > 0:
@@ -67,6 +73,9 @@ def fit(
 
 
 def _distill(out: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
+    out, target = logits_of(out), logits_of(target)
+    if out.dim() == 3:  # a language model: one distribution per position
+        out, target = out.reshape(-1, out.shape[-1]), target.reshape(-1, target.shape[-1])
     if out.dim() == 2 and out.shape[1] > 1:
         t = temperature
         return nn.functional.kl_div(
@@ -89,6 +98,6 @@ def evaluate(predict: Predict, task: Task, split: Split, batch_size: int = 512) 
         return float(metric.evaluate(predict, split.data))
     outs, targets = [], []
     for x, y in split.batches(batch_size):
-        outs.append(predict(x.float()).float())
+        outs.append(predict(x if x.dtype == torch.long else x.float()).float())
         targets.append(y)
     return float(metric.fn(torch.cat(outs), torch.cat(targets)))

@@ -40,8 +40,10 @@ def to_config(cfg: DictConfig) -> Config:
 
 
 def run(cfg: DictConfig, output_dir: Path | None = None, early: bool = False) -> dict[str, Any]:
+    from infersearch.baseline import load_task
+
     typed = to_config(cfg)
-    check(typed)  # refusals stay one clear line, before any process is started
+    check(typed, load_task(cfg.model).generation)  # refusals stay one clear line, before any process is started
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     args = (trial_dict, typed, model_cfg, early)
     if typed.isolate:
@@ -67,8 +69,8 @@ def run_in_study(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dic
     from infersearch.tracking import Tracker
 
     typed = to_config(cfg)
-    metric = load_task(cfg.model).metric
-    st = with_metric(typed.study, metric.name, metric.direction)
+    task = load_task(cfg.model)
+    st = with_metric(typed.study, task.metric.name, task.metric.direction, task.generation)
     study = open_study(st, sampler=optuna.samplers.RandomSampler())  # the job tells, never samples
     dists, _ = build_space(OmegaConf.to_container(cfg.space, resolve=True) or {}, [])
     held = st.trial is not None
@@ -96,7 +98,8 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
     except (ConfigError, StepFailed) as exc:  # one line, no traceback: the step and the library's message
         log.error("%s", exc)
         sys.exit(2)
-    print(f"\n{cfg.model._target_.rsplit('.', 1)[0]}  params: {result['params']}")
+    params = " ".join(f"{k}={v}" for k, v in result["params"].items())
+    print(f"\n{cfg.model._target_.rsplit('.', 1)[0]}  {params}")
     if result["env"]["emulated"]:
         print("quantization is EMULATED (fake-quant): its latency is not a kernel speed-up")
     if result["metrics"].get("machine_disturbed"):

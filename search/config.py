@@ -45,6 +45,20 @@ class EngineName(StrEnum):
     openvino = "openvino"
 
 
+@dataclass
+class GenConfig:
+    """Language models: the shape of a generation request the latency is measured at."""
+
+    prompt_tokens: int = 64  # TTFT: the prefill of this many tokens per sequence (batch_size sequences)
+    # TPOT: a decode step (one token for each sequence, with the KV cache) at the mean context of generating
+    # this many tokens after the prompt, prompt_tokens + new_tokens / 2
+    new_tokens: int = 64
+
+    @property
+    def context(self) -> int:
+        return self.prompt_tokens + self.new_tokens // 2
+
+
 class TrackingMode(StrEnum):
     offline = "offline"  # written under dir, synced later with `wandb sync`
     online = "online"  # falls back to offline, with one warning, when there is no key or no network
@@ -86,12 +100,14 @@ class PruneConfig:
     ratio: float = 0.0  # share of channels removed per prunable layer, in [0, 0.9]
     importance: Importance = Importance.l2
     round_to: int = 8  # pruned widths stay multiples of this (kernel-friendly)
-    heads: bool = True  # transformers: also remove whole attention heads, at the same ratio
+    heads: bool = True  # transformers: also remove whole attention heads (a language model: whole KV groups)
+    depth: float = 0.0  # language models: share of decoder layers dropped (the least influential: ShortGPT's)
 
 
 @dataclass
 class RecoverConfig:
     epochs: int | None = None  # fine-tuning epochs after pruning (none when nothing was pruned); None: the model's
+    steps: int | None = None  # at most this many optimizer steps in all; None: the model's (a language model's: 60)
     lr: float = 1e-3
     distill: float = 0.5  # weight of distillation from the unpruned model; 0 turns it off
     temperature: float = 4.0
@@ -102,6 +118,7 @@ class QuantConfig:
     bits: int = 32  # 32: float weights; 8: int8 kernels; 4: int4 (real where the device has it)
     scheme: QuantScheme = QuantScheme.auto
     calibration_samples: int = 512
+    group_size: int = 128  # weight-only int4/int8 of a language model: weights per scale (torchao)
 
 
 @dataclass
@@ -142,16 +159,20 @@ class DropKind(StrEnum):
 # In study.objectives: the model's own metric (Task.metric), under its name
 # and in its direction once the model is loaded (with_metric); "accuracy" for the zoo's classifiers.
 QUALITY = "quality"
+# ... and its speed, in the units its kind is served in: per-sample latency, or time per output token (TPOT)
+# for a language model (with_metric resolves it)
+SPEED = "latency"
+SPEED_METRIC = {False: "latency_ms_per_sample", True: "tpot_ms"}
 
 
 @dataclass
 class ObjectiveConfig:
-    metric: str = MISSING  # a key of the trial's metrics, or quality
+    metric: str = MISSING  # a key of the trial's metrics, or quality, or latency (the model kind's speed metric)
     direction: Direction | None = None  # required except for quality, which takes the metric's own
 
 
 def _default_objectives() -> list[ObjectiveConfig]:
-    return [ObjectiveConfig(QUALITY), ObjectiveConfig("latency_ms_per_sample", Direction.minimize)]
+    return [ObjectiveConfig(QUALITY), ObjectiveConfig(SPEED, Direction.minimize)]
 
 
 @dataclass
@@ -259,7 +280,8 @@ class Config:
     precision: Precision = Precision.fp32
     engine: EngineName = EngineName.eager
     compile: CompileConfig = field(default_factory=CompileConfig)
-    batch_size: int = 1
+    gen: GenConfig = field(default_factory=GenConfig)
+    batch_size: int = 1  # samples per batch; a language model: concurrent sequences
     device: DeviceChoice = DeviceChoice.auto
     seed: int = 0
     cache_dir: str = "outputs/cache"
@@ -281,12 +303,21 @@ def validate(cfg: Config) -> None:
     if cfg.quant.bits not in QUANT_BITS:
         allowed = ", ".join(map(str, QUANT_BITS))
         raise ConfigError("quant.bits", f"{cfg.quant.bits} is not supported; allowed: {allowed}")
+    if not 0.0 <= cfg.prune.depth < 1.0:
+        raise ConfigError("prune.depth", f"{cfg.prune.depth} is out of range; allowed: 0 to below 1")
+    if cfg.quant.group_size not in (32, 64, 128, 256):
+        raise ConfigError("quant.group_size", f"{cfg.quant.group_size} is not supported; allowed: 32, 64, 128, 256")
+    g = cfg.gen
+    if g.prompt_tokens < 1 or g.new_tokens < 1:
+        raise ConfigError("gen", f"prompt_tokens and new_tokens must be >= 1, got {g.prompt_tokens}, {g.new_tokens}")
     if cfg.quant.calibration_samples < 1:
         raise ConfigError("quant.calibration_samples", "must be >= 1")
     if cfg.batch_size < 1:
         raise ConfigError("batch_size", f"{cfg.batch_size} must be a positive integer")
     if (cfg.recover.epochs is not None and cfg.recover.epochs < 0) or cfg.recover.lr <= 0:
         raise ConfigError("recover", "epochs must be >= 0 and lr > 0")
+    if cfg.recover.steps is not None and cfg.recover.steps < 1:
+        raise ConfigError("recover.steps", f"{cfg.recover.steps} must be >= 1 or null (the model's default)")
     if not 0.0 <= cfg.recover.distill <= 1.0:
         raise ConfigError("recover.distill", f"{cfg.recover.distill} is out of range; allowed: 0 to 1")
     st = cfg.study
@@ -294,7 +325,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError("study", f"n_trials must be >= 0 and n_jobs >= 1, got {st.n_trials}, {st.n_jobs}")
     if not st.objectives:
         raise ConfigError("study.objectives", "needs at least one objective (metric, direction)")
-    missing = [o.metric for o in st.objectives if o.direction is None and o.metric != QUALITY]
+    missing = [o.metric for o in st.objectives if o.direction is None and o.metric not in (QUALITY, SPEED)]
     if missing:
         raise ConfigError("study.objectives", f"{missing[0]} needs a direction (maximize or minimize)")
     if st.max_drop is not None and st.max_drop < 0:
@@ -336,10 +367,14 @@ def _validate_tune(tu: TuneConfig) -> None:
         raise ConfigError("tune", "rate > 0 or null, duration_s > 0, loads with a value > 0")
 
 
-def with_metric(st: StudyConfig, name: str, direction: str) -> StudyConfig:
+def with_metric(st: StudyConfig, name: str, direction: str, generation: bool = False) -> StudyConfig:
     """The study with ``quality`` in its objectives named after the model's metric, in that metric's
-    direction: what every report, record and W&B key then uses."""
-    objectives = [ObjectiveConfig(name, Direction(direction)) if o.metric == QUALITY else o for o in st.objectives]
+    direction, and ``latency`` as the model kind's speed metric: what every report, record and W&B key uses."""
+    speed = ObjectiveConfig(SPEED_METRIC[generation], Direction.minimize)
+    objectives = [
+        ObjectiveConfig(name, Direction(direction)) if o.metric == QUALITY else speed if o.metric == SPEED else o
+        for o in st.objectives
+    ]
     return replace(st, objectives=objectives)
 
 

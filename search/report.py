@@ -39,19 +39,19 @@ def main(cfg: DictConfig) -> None:
     Tracker(OmegaConf.to_object(cfg.tracking), st).log_study(study, summary, model_dir if model_dir.exists() else None)
 
 
-def stored_metric(st: StudyConfig) -> tuple[str, str]:
+def stored_metric(st: StudyConfig) -> tuple[str, str, bool]:
     """The model's metric (name, direction) as the sweeper (or a recorded trial) stored it in the study;
     accuracy for studies recorded before metrics had names."""
     url = storage_url(st)
     try:
         study = optuna.load_study(study_name=st.name, storage=make_storage(url, st))
     except KeyError:  # no such study: open_study creates it empty, and main says so
-        return "accuracy", "maximize"
+        return "accuracy", "maximize", False
     except Exception as exc:
         raise ConfigError("study.storage", mask_url(f"cannot open {url}: {type(exc).__name__}: {exc}")) from exc
     recorded = (m for t in study.get_trials(deepcopy=False) if (m := attrs_of(t).metric))
     metric = study.user_attrs.get("metric") or next(recorded, {"name": "accuracy", "direction": "maximize"})
-    return metric["name"], metric["direction"]
+    return metric["name"], metric["direction"], bool(metric.get("generation"))
 
 
 if __name__ == "__main__":

@@ -21,13 +21,20 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-_ROWS = [  # label, metric key, lower is better
-    ("accuracy (val)", "accuracy", False),
-    ("test accuracy", "test_accuracy", False),
+_SPEED = [  # label, metric key, lower is better
     ("latency p50 ms", "latency_ms_p50", True),
     ("latency p95 ms", "latency_ms_p95", True),
     ("per-sample ms", "latency_ms_per_sample", True),
     ("throughput /s", "throughput_per_s", False),
+]
+_GENERATION = [  # a language model's decode step and prefill (search/measure/generation.py)
+    ("TPOT ms (p50)", "tpot_ms", True),
+    ("decode step p95 ms", "latency_ms_p95", True),
+    ("tokens/s", "tokens_per_s", False),
+    ("TTFT ms (p50)", "ttft_ms", True),
+    ("TTFT p95 ms", "ttft_ms_p95", True),
+]
+_REST = [
     ("latency CV", "latency_cv", True),
     ("size MB", "size_mb", True),
     ("params", "params", True),
@@ -38,8 +45,12 @@ _ROWS = [  # label, metric key, lower is better
 def trial_table(result: dict[str, Any]) -> str:
     """The variant's figures beside the unoptimized baseline's; gain > 1 is better."""
     m, b = result["metrics"], result["baseline"]
+    name, lower = result["metric"]["name"], result["metric"]["direction"] == "minimize"
+    speed = _GENERATION if "tpot_ms" in m else _SPEED
     rows = []
-    for label, key, lower_better in _ROWS:
+    for label, key, lower_better in (
+        [(f"{name} (val)", name, lower), (f"test {name}", f"test_{name}", lower)] + speed + _REST
+    ):
         v, r = m.get(key), b.get(key)
         gain = ""
         if v and r:

@@ -7,7 +7,8 @@ from typing import Any
 
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
 _QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd|pwd|sslpassword)=)[^&\s]+", re.I)
-_SECRET_KEYS = re.compile(r"(api[_-]?key|password|secret|token)", re.I)
+# "hf_token", "token", "auth_token": a secret; "prompt_tokens", "train_tokens": counts, not secrets
+_SECRET_KEYS = re.compile(r"(api[_-]?key|password|secret|(^|[_-])token$)", re.I)
 
 
 def mask_url(text: str) -> str:
@@ -18,7 +19,9 @@ def mask_url(text: str) -> str:
 def scrub(obj: Any) -> Any:
     """A copy of a nested config/result with URL passwords and secret-named values masked."""
     if isinstance(obj, dict):
-        return {k: "***" if _SECRET_KEYS.search(str(k)) and obj[k] else scrub(v) for k, v in obj.items()}
+        return {
+            k: "***" if _SECRET_KEYS.search(str(k)) and isinstance(v, str) and v else scrub(v) for k, v in obj.items()
+        }
     if isinstance(obj, (list, tuple)):
         return type(obj)(scrub(v) for v in obj)
     if isinstance(obj, str):

@@ -162,12 +162,10 @@ class Tracker:
         trials = _table(trial_rows(study, self.st))
         log_items = {"trials": trials, "pareto_front": _table(front_rows(summary, self.st))}
         quality = self.st.objectives[0].metric  # the model's metric, under its own name (config.with_metric)
-        if {"metric.latency_ms_per_sample", f"metric.{quality}"} <= set(trials.columns):
+        speed = self.st.objectives[-1].metric  # latency per sample, or a language model's TPOT
+        if len(self.st.objectives) > 1 and {f"metric.{speed}", f"metric.{quality}"} <= set(trials.columns):
             log_items[f"{quality}_vs_latency"] = wandb.plot.scatter(
-                trials,
-                "metric.latency_ms_per_sample",
-                f"metric.{quality}",
-                title=f"{quality} against latency per sample",
+                trials, f"metric.{speed}", f"metric.{quality}", title=f"{quality} against {speed}"
             )
         run.log(log_items)
         rec = summary.recommended
@@ -237,7 +235,7 @@ def _recommendation(rec, summary) -> dict[str, Any] | None:
     if rec is None:
         return None
     figures = summary.figures.get(str(rec.number), {})
-    keys = ("latency_ms_per_sample", "latency_ms_p95", "speedup_vs_baseline")
+    keys = ("latency_ms_per_sample", "latency_ms_p95", "speedup_vs_baseline", "tpot_ms", "ttft_ms", "tokens_per_s")
     return (
         {"trial": rec.number, "rule": summary.rule, **attrs_of(rec).params}
         | {k: figures[k] for k in keys if k in figures}

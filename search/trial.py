@@ -19,10 +19,11 @@ import torch
 from infersearch import preload
 from infersearch.baseline import Baseline
 from infersearch.cache import TensorCache
-from infersearch.config import Config, allowed_drop, validate
+from infersearch.config import Config, GenConfig, allowed_drop, validate
 from infersearch.device import capabilities, resolve, set_tf32
 from infersearch.engines import BuildContext, Runner, get_engine
-from infersearch.errors import TrialRejected
+from infersearch.engines.decode import lm_runner, plan_lm
+from infersearch.errors import ConfigError, TrialRejected
 from infersearch.measure.agreement import check as check_agreement
 from infersearch.measure.anchor import (
     Anchor,
@@ -31,7 +32,9 @@ from infersearch.measure.anchor import (
     time_anchored,
 )
 from infersearch.measure.footprint import peak_memory_mb, serialized_mb
+from infersearch.measure.generation import generation_metrics
 from infersearch.measure.latency import LatencyStats, Timing, measure_interleaved
+from infersearch.models.lm import logits_of
 from infersearch.models.task import Task
 from infersearch.models.training import evaluate
 from infersearch.passes.prune import Footprint, footprint
@@ -55,8 +58,9 @@ class TrialResult:
         return asdict(self)
 
 
-def params_of(cfg: Config) -> dict[str, Any]:
-    return {
+def params_of(cfg: Config, generation: bool = False) -> dict[str, Any]:
+    lm = {"prune_depth": cfg.prune.depth, "quant_group_size": cfg.quant.group_size} if generation else {}
+    return lm | {
         "prune_ratio": cfg.prune.ratio,
         "prune_importance": cfg.prune.importance,
         "quant_bits": cfg.quant.bits,
@@ -89,15 +93,19 @@ class _Stopwatch:
             self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
 
 
-def check(cfg: Config) -> tuple[str, Any, Any]:
-    """Everything that can be refused before work starts: ranges, device, engine, precision, bit-width."""
+def check(cfg: Config, generation: bool = False) -> tuple[str, Any, Any]:
+    """Everything that can be refused before work starts: ranges, device, engine, precision, bit-width.
+    ``generation``: the model is a language model (its engines and kernels: engines/decode.py)."""
     validate(cfg)
     device = resolve(cfg.device)
     caps = capabilities(device)
-    precision = cfg.precision
-    caps.check_precision(precision)
+    if generation:
+        return device, None, plan_lm(cfg.engine, cfg.quant.bits, caps, cfg.precision, cfg.quant.scheme)
+    if cfg.prune.depth > 0:
+        raise ConfigError("prune.depth", "drops decoder layers of a language model; this model is not one: use 0")
+    caps.check_precision(cfg.precision)
     engine = get_engine(cfg.engine, mode=cfg.compile.mode)
-    return device, engine, engine.plan(cfg.quant.bits, caps, precision, cfg.quant.scheme)
+    return device, engine, engine.plan(cfg.quant.bits, caps, cfg.precision, cfg.quant.scheme)
 
 
 @dataclass
@@ -142,8 +150,6 @@ def reject_early(runner: Runner, base: Baseline, cfg: Config) -> None:
 
 def build(cfg: Config, model_cfg: Any, sw: _Stopwatch | None = None, early: bool = False) -> Built:
     """prune -> recover -> engine (export, quantize, precision), then accuracy and agreement."""
-    device, engine, qplan = check(cfg)
-    set_tf32(device, cfg.precision)
     threads = threads_for(cfg)
     torch.set_num_threads(threads)
     cache = TensorCache(cfg.cache_dir)
@@ -151,6 +157,8 @@ def build(cfg: Config, model_cfg: Any, sw: _Stopwatch | None = None, early: bool
     with sw("baseline"):
         base = preload.baseline(model_cfg, cache)
         task = base.task
+    device, engine, qplan = check(cfg, task.generation)
+    set_tf32(device, cfg.precision)
     example = task.example_input(1)
     before = footprint(base.model, example)
     model, prune_hit, losses = pruned_model(base, cfg.prune, cfg.recover, cfg.seed, cache, sw)
@@ -159,14 +167,17 @@ def build(cfg: Config, model_cfg: Any, sw: _Stopwatch | None = None, early: bool
     workdir = tempfile.TemporaryDirectory(prefix="infersearch-")
     with sw("engine"):
         calibration = task.splits.calib.take(cfg.quant.calibration_samples)
-        ctx = BuildContext(device, cfg.precision, threads, calibration, Path(workdir.name))
-        runner = engine.build(model, qplan, ctx)
+        ctx = BuildContext(device, cfg.precision, threads, calibration, Path(workdir.name), cfg.quant.group_size)
+        if task.generation:
+            runner = lm_runner(model, qplan, ctx, cfg.gen, cfg.compile.mode if cfg.engine == "compile" else None)
+        else:
+            runner = engine.build(model, qplan, ctx)
     with sw("evaluate"):
         if early and cfg.study.early_rejection:
             reject_early(runner, base, cfg)
-        probe = task.splits.val.take(256)
+        probe = task.splits.val.take(8 if task.generation else 256)
         exact = qplan.bits == 32 and ctx.precision == "fp32"
-        agreed = check_agreement(reference(probe), runner(probe), exact)
+        agreed = check_agreement(logits_of(reference(probe)), runner(probe), exact)
         val = evaluate(runner, task, task.splits.val)
         test = evaluate(runner, task, task.splits.test)
         if not all(map(_finite, (val, test))):
@@ -192,38 +203,68 @@ class _Timed:
     peak_mb: float
     peak_method: str
     reference: torch.nn.Module  # the fp32 baseline on the device, as timed
+    prefill: dict[str, LatencyStats] | None = None  # a language model's prefill (time to first token)
+    prefill_anchor: Anchor | None = None
+
+
+def baseline_call(base: Baseline, x: torch.Tensor, device: str, gen: GenConfig) -> tuple[torch.nn.Module, Any, Any]:
+    """The fp32 eager baseline on the device and what of it is timed beside a variant: its forward pass, or
+    (a language model) its decode step and its prefill. Returns ``(module, call, prefill or None)``."""
+    reference = base.fresh().to(device)
+    if not base.task.generation:
+        x_ref = x.to(device)
+        return reference, lambda: reference(x_ref), None
+    ctx = BuildContext(device, "fp32", torch.get_num_threads(), x[:1], Path(tempfile.gettempdir()))
+    r = lm_runner(reference, QuantPlan(32, "none", "none"), ctx, gen, None)
+    state = r.prepare(x)
+    return reference, lambda: r.run(state), lambda: r.prefill(x)
 
 
 def _time(b: Built, cfg: Config, device: str, device_name: str, sw: _Stopwatch) -> _Timed:
-    """The variant, and the baseline beside it in the same rounds (anchored: through the state gate)."""
+    """The variant, and the baseline beside it in the same rounds (anchored: through the state gate); a
+    language model's decode step so, then its prefill so."""
     x = _batch(b.task, cfg.batch_size)
-    native, reference, x_ref = b.runner.prepare(x), b.base.fresh().to(device), x.to(device)
-    fns = {"variant": lambda: b.runner.run(native)}
-    if cfg.measure.baseline:
-        fns["baseline"] = lambda: reference(x_ref)
-    m, anchor = cfg.measure, None
+    native = b.runner.prepare(x)
+    reference, call, prefill = baseline_call(b.base, x, device, cfg.gen)
+    phases = {"": {"variant": lambda: b.runner.run(native), "baseline": call}}
+    if prefill is not None:
+        phases["prefill"] = {"variant": lambda: b.runner.prefill(x), "baseline": prefill}
+    m, lat, anchors = cfg.measure, {}, {}
     with sw("latency"):
-        if m.anchor:
-            book = AnchorBook(b.base.key, device, device_name, torch.get_num_threads(), m, TensorCache(cfg.cache_dir))
-            lat, anchor = time_anchored(fns, cfg.batch_size, Timing.of(m), device, book)
-        else:
-            lat = measure_interleaved(fns, cfg.batch_size, Timing.of(m), device)
-    peak, peak_method = peak_memory_mb(fns["variant"], device, b.runner.size_mb)
-    return _Timed(lat, anchor, peak, peak_method, reference)
+        for phase, fns in phases.items():
+            if not m.baseline:
+                del fns["baseline"]
+            if m.anchor:
+                key = b.base.key + (f":{phase}" if phase else "")
+                book = AnchorBook(key, device, device_name, torch.get_num_threads(), m, TensorCache(cfg.cache_dir))
+                lat[phase], anchors[phase] = time_anchored(fns, cfg.batch_size, Timing.of(m), device, book)
+            else:
+                lat[phase] = measure_interleaved(fns, cfg.batch_size, Timing.of(m), device)
+    peak, peak_method = peak_memory_mb(phases[""]["variant"], device, b.runner.size_mb)
+    prefill_lat = lat.get("prefill")
+    return _Timed(lat[""], anchors.get(""), peak, peak_method, reference, prefill_lat, anchors.get("prefill"))
 
 
-def _latency_metrics(t: _Timed) -> tuple[dict[str, Any], dict[str, Any]]:
+def _phase_metrics(lat: dict[str, LatencyStats], anchor: Anchor | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the variant's latency metrics, the baseline's): anchored when an anchor was measured."""
-    lat = t.lat
-    if t.anchor is not None:
-        return anchored_metrics(lat["variant"], lat["baseline"], t.anchor), anchored_metrics(
-            lat["baseline"], lat["baseline"], t.anchor
+    if anchor is not None:
+        return anchored_metrics(lat["variant"], lat["baseline"], anchor), anchored_metrics(
+            lat["baseline"], lat["baseline"], anchor
         )
     variant = lat["variant"].as_metrics()
     baseline = lat["baseline"].as_metrics() if "baseline" in lat else {}
     if baseline:
         variant["speedup_vs_baseline"] = lat["baseline"].p50_ms / lat["variant"].p50_ms
     return variant, baseline
+
+
+def _latency_metrics(t: _Timed) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The decode step's (or forward pass's) metrics; a language model's in its units too (generation.py)."""
+    variant, baseline = _phase_metrics(t.lat, t.anchor)
+    if t.prefill is None:
+        return variant, baseline
+    pv, pb = _phase_metrics(t.prefill, t.prefill_anchor)
+    return generation_metrics(variant, pv), generation_metrics(baseline, pb)
 
 
 def _metrics(b: Built, latency: dict[str, Any], peak_mb: float) -> dict[str, Any]:
@@ -293,7 +334,7 @@ def evaluate_trial(cfg: Config, model_cfg: Any, early: bool = False) -> TrialRes
     latency, baseline_latency = _latency_metrics(timed)
     metric = b.task.metric
     return TrialResult(
-        params=params_of(cfg),
+        params=params_of(cfg, b.task.generation),
         metric={"name": metric.name, "direction": metric.direction, "proportion": metric.proportion},
         metrics=_metrics(b, latency, timed.peak_mb),
         baseline=_baseline(b, timed.reference, baseline_latency),

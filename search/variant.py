@@ -32,13 +32,15 @@ def pruned_model(
     task = baseline.task
     if rcfg.epochs is None:  # the model's own default, resolved before it enters the cache key
         rcfg = replace(rcfg, epochs=task.recover_epochs)
+    if rcfg.steps is None:
+        rcfg = replace(rcfg, steps=task.recover_steps)
 
     def do_prune() -> nn.Module:
         with timed("prune"):
             model = baseline.fresh()
             return prune(model, pcfg, task.example_input(1), task.splits.calib, task.loss, seed)
 
-    if pcfg.ratio <= 0:
+    if pcfg.ratio <= 0 and pcfg.depth <= 0:
         return baseline.fresh(), True, []
     key = content_hash({"baseline": baseline.key, "prune": asdict(pcfg), "recover": asdict(rcfg), "seed": seed})
     built: dict[str, nn.Module] = {}

@@ -78,8 +78,7 @@ def refusal(*overrides: str) -> tuple[int, str]:
     try:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             cfg = compose("config", overrides=["study.name=test", *overrides])
-        check(to_config(cfg))
-        load_task(cfg.model)
+        check(to_config(cfg), load_task(cfg.model).generation)  # as the command line: the model says its kind
     except Exception as exc:
         messages, cause = [], exc
         while cause is not None:

@@ -51,6 +51,7 @@ class InfersearchSweeperImpl:
         self.job_idx = 0
         self.proposals: Proposals | None = None
         self.refusals: dict[tuple, ConfigError | None] = {}
+        self.generation = False  # the model is a language model (set once the task is loaded)
         self.began = time.monotonic()  # the whole run, for the textfile's duration
         self.started = (self.began, 0)  # when this sweep's trials began, and the measured trials then
 
@@ -90,14 +91,18 @@ class InfersearchSweeperImpl:
     def _sweep(self, arguments: list[str]) -> Outcome:
         assert self.config is not None and self.launcher is not None
         task = load_task(self.config.model)
-        st = with_metric(OmegaConf.to_object(self.config.study), task.metric.name, task.metric.direction)
+        self.generation = task.generation
+        st = with_metric(
+            OmegaConf.to_object(self.config.study), task.metric.name, task.metric.direction, task.generation
+        )
         space_cfg = OmegaConf.to_container(self.config.space, resolve=True) or {}
         dists, fixed = build_space(space_cfg, arguments)
         if not dists:
             raise ConfigError("space", "the search space is empty: pick space=default or give choice(...) overrides")
         study = open_study(st, dists)
         check_model(study, baseline_key(task), st)
-        study.set_user_attr("metric", {"name": task.metric.name, "direction": task.metric.direction})  # for reports
+        metric = {"name": task.metric.name, "direction": task.metric.direction, "generation": task.generation}
+        study.set_user_attr("metric", metric)  # for reports
         self.tracker = Tracker(OmegaConf.to_object(self.config.tracking), st)
         study.set_user_attr("space", {k: repr(d) for k, d in dists.items()})
         self.proposals = Proposals(st, dists)
@@ -165,7 +170,7 @@ class InfersearchSweeperImpl:
             for key, value in params.items():
                 OmegaConf.update(cfg, key, value, merge=True)
         try:
-            check(OmegaConf.to_object(cfg))
+            check(OmegaConf.to_object(cfg), self.generation)
         except ConfigError as exc:
             return exc
         return None

@@ -36,6 +36,7 @@ class BuildContext:
     threads: int
     calibration: torch.Tensor  # fp32 training inputs, on CPU
     workdir: Path  # scratch space for exported files
+    group_size: int = 128  # a language model's weight-only quantization: weights per scale
 
 
 @dataclass
@@ -49,9 +50,15 @@ class Runner:
     size_mb: float
     save: Callable[[Path], list[Path]]
     settings: dict[str, Any] = field(default_factory=dict)
+    # a language model: whole blocks to logits (perplexity), and the prefill timed as time to first token;
+    # ``run`` is then one decode step (engines/decode.py)
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None
+    prefill: Callable[[torch.Tensor], Any] | None = None
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.forward is not None:
+            return self.forward(x)
         return self.to_torch(self.run(self.prepare(x)))
 
 

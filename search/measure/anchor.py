@@ -256,7 +256,8 @@ def anchored_metrics(variant: LatencyStats, baseline: LatencyStats, anchor: Anch
 
 
 # The figures an anchor scales: re-derived when a study's anchor for their batch size changed.
-ANCHORED = ("latency_ms_p50", "latency_ms_p95", "latency_ms_per_sample")
+ANCHORED = ("latency_ms_p50", "latency_ms_p95", "latency_ms_per_sample", "tpot_ms")  # tpot: a language model's p50
+PER_SECOND = ("throughput_per_s", "tokens_per_s")
 
 
 def rescaled(metrics: dict[str, Any], anchor_ms: float) -> dict[str, Any]:
@@ -269,8 +270,8 @@ def rescaled(metrics: dict[str, Any], anchor_ms: float) -> dict[str, Any]:
     return (
         metrics
         | {k: metrics[k] * f for k in ANCHORED if k in metrics}
+        | {k: metrics[k] / f for k in PER_SECOND if k in metrics}
         | {
-            "throughput_per_s": metrics.get("throughput_per_s", 0.0) / f,
             "anchor_ms": anchor_ms,
             "anchor_ms_first": old,
             "machine_state": metrics.get("machine_state", 1.0) / f,

@@ -16,7 +16,9 @@ from torch import nn
 
 from infersearch.architecture import head_counts, set_head_counts
 from infersearch.config import PruneConfig
+from infersearch.models.lm import is_causal_lm
 from infersearch.models.task import Split
+from infersearch.passes.lm_prune import prune_lm
 
 _IMPORTANCE = {
     "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
@@ -71,6 +73,8 @@ def prune(
     ``calibration`` and ``loss`` feed the gradients the Taylor criterion needs (summed over its first
     ``calibration_samples`` samples, batch by batch).
     """
+    if is_causal_lm(model):
+        return prune_lm(model, cfg, calibration)
     if cfg.ratio <= 0:
         return model
     torch.manual_seed(seed)

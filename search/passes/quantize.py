@@ -133,6 +133,26 @@ def _torchao(model: nn.Module, qplan: QuantPlan, calibration: torch.Tensor) -> n
     return model
 
 
+def quantize_lm(model: nn.Module, qplan: QuantPlan, group_size: int) -> nn.Module:
+    """A language model's Linear weights to torchao's weight-only int8 (per row) or int4 (per ``group_size``,
+    CPU: the packed opaque layout), in place; activations stay in the model's precision. A Linear whose
+    input width the group does not divide keeps its float weights (torchao skips it)."""
+    if qplan.method == "none":
+        return model
+    import torchao.quantization as tq
+
+    if qplan.method == "torchao-int8-weight-only":
+        config = tq.Int8WeightOnlyConfig()
+    elif qplan.method == "torchao-int4-weight-only-cpu":
+        from torchao.prototype.quantization.int4 import PrototypeInt4WeightOnlyConfig
+
+        config = PrototypeInt4WeightOnlyConfig(group_size=group_size)
+    else:
+        config = tq.Int4WeightOnlyConfig(group_size=group_size)
+    tq.quantize_(model, config)
+    return model
+
+
 @torch.no_grad()
 def _fake_quant(model: nn.Module, qplan: QuantPlan, calibration: torch.Tensor) -> nn.Module:
     """Round conv/linear weights to a symmetric per-output-channel grid of ``bits``."""

@@ -37,4 +37,5 @@ def recover(
         distill_weight=cfg.distill,
         temperature=cfg.temperature,
         on_epoch=on_epoch,
+        max_steps=cfg.steps,
     )

@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from infersearch.config import MeasureConfig
 from infersearch.measure.anchor import Anchor, AnchorBook, anchored_metrics, log_spread, time_anchored
+from infersearch.measure.generation import decode_units
 from infersearch.measure.latency import LatencyStats, Timing, measure_interleaved
 from infersearch.study.attrs import attrs_of
 from infersearch.study.figures import reported, trusted
@@ -56,7 +57,7 @@ def measure_members(configs: dict[str, dict[str, Any]], measure: dict[str, Any],
 
     from infersearch.cache import TensorCache
     from infersearch.device import capabilities, resolve
-    from infersearch.trial import _batch, rebuild
+    from infersearch.trial import _batch, baseline_call, rebuild
 
     by_batch: dict[int, dict[str, dict[str, Any]]] = {}
     for number, stored in configs.items():
@@ -71,8 +72,7 @@ def measure_members(configs: dict[str, dict[str, Any]], measure: dict[str, Any],
         m, device = cfg.measure, resolve(cfg.device)
         timing = Timing.of(m).longer(ROUNDS_FACTOR, TIME_FACTOR, ROUNDS_FACTOR)
         if m.anchor:  # the baseline joins the rounds, so confirmed figures are anchored like the first ones
-            reference, x_ref = built.base.fresh().to(device), _batch(built.task, bs).to(device)
-            fns[BASELINE] = lambda: reference(x_ref)
+            fns[BASELINE] = baseline_call(built.base, _batch(built.task, bs), device, cfg.gen)[1]
             threads, cache = torch.get_num_threads(), TensorCache(cache_dir)
             book = AnchorBook(built.base.key, device, capabilities(device).name, threads, m, cache)
             stats, anchor = time_anchored(fns, bs, timing, device, book, CONFIRM_BAND)
@@ -80,7 +80,8 @@ def measure_members(configs: dict[str, dict[str, Any]], measure: dict[str, Any],
             stats = measure_interleaved(fns, bs, timing, device)
         base = stats.get(BASELINE)
         for number in group:
-            out["members"][number] = _confirmed(stats[number], base, anchor)
+            confirmed = _confirmed(stats[number], base, anchor)
+            out["members"][number] = confirmed | (decode_units(confirmed) if built.task.generation else {})
         if base is not None:
             out["baseline_round_p50_ms"][str(bs)] = list(base.round_p50_ms)
     return out

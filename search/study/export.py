@@ -28,11 +28,30 @@ LOAD = {
     ),
     "torch-export": "import torch\nmodel = torch.export.load('model.pt2').module()\ny = model(x)",
     "torchscript": "import torch\nmodel = torch.jit.load('model.torchscript.pt')\ny = model(x)",
+    # language models (engines/decode.py): float weights as Hugging Face saves them; torchao's quantized
+    # weights (tensor subclasses) as a state dict beside the config (torchao must be importable to load it)
+    "hf-causal-lm": (
+        "import torch\nfrom transformers import AutoModelForCausalLM\nfrom tokenizers import Tokenizer\n"
+        "model, tok = AutoModelForCausalLM.from_pretrained('.'), Tokenizer.from_file('tokenizer.json')\n"
+        "y = model.generate(torch.tensor([tok.encode(text).ids]), max_new_tokens=32)"
+    ),
+    "hf-config+torchao-state": (
+        "import torch, torchao  # noqa: F401 (its tensor types)\n"
+        "from transformers import AutoConfig, AutoModelForCausalLM\nfrom tokenizers import Tokenizer\n"
+        "model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained('.'), dtype=torch.bfloat16)\n"
+        "model.load_state_dict(torch.load('model_state.pt', weights_only=False), assign=True)\n"
+        "tok = Tokenizer.from_file('tokenizer.json')\n"
+        "y = model.generate(torch.tensor([tok.encode(text).ids]), max_new_tokens=32)"
+    ),
 }
 
 
 def _format(files: list[Path]) -> str:
     suffixes = {f.name for f in files}
+    if "model_state.pt" in suffixes:
+        return "hf-config+torchao-state"
+    if "config.json" in suffixes:
+        return "hf-causal-lm"
     if "model.onnx" in suffixes:
         return "onnx"
     if "model.xml" in suffixes:
@@ -58,13 +77,15 @@ def export_trial(trial: FrozenTrial, out_dir: Path, metrics: dict[str, Any] | No
     staging = Path(tempfile.mkdtemp(prefix=".model-", dir=out_dir))
     files = built.runner.save(staging)
     fmt = _format(files)
+    files += _save_tokenizer(built.task.tokenizer, staging)
     x = built.task.example_input(1)
     hint = built.runner.settings.get("precision_hint", "")
+    shape = ["batch", "tokens"] if built.task.generation else ["batch", *x.shape[1:]]
     manifest = {
         "trial": trial.number,
         "format": fmt,
         "files": {f.name: _sha256(f) for f in files},
-        "input": {"name": "input", "shape": ["batch", *x.shape[1:]], "dtype": "float32"},
+        "input": {"name": "input_ids" if built.task.generation else "input", "shape": shape, "dtype": str(x.dtype)[6:]},
         "params": a.params,
         "metrics": metrics or a.metrics,
         "env": a.env,
@@ -80,3 +101,13 @@ def export_trial(trial: FrozenTrial, out_dir: Path, metrics: dict[str, Any] | No
     os.replace(staging, target)
     shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def _save_tokenizer(tok: Any, folder: Path) -> list[Path]:
+    """A language model's tokenizer beside it: ``tokenizers``' JSON, or a transformers tokenizer's files."""
+    if tok is None:
+        return []
+    if hasattr(tok, "save_pretrained"):
+        return [Path(p) for p in tok.save_pretrained(folder)]
+    tok.save(str(folder / "tokenizer.json"))
+    return [folder / "tokenizer.json"]

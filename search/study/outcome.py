@@ -23,6 +23,7 @@ from infersearch.study.regression import rebased, settings, spread_of, verdict
 
 log = logging.getLogger(__name__)
 
+GENERATION = ("tpot_ms", "ttft_ms", "tokens_per_s")
 EXIT_OK, EXIT_ALL_FAILED, EXIT_NO_FEASIBLE, EXIT_REGRESSED = 0, 3, 4, 5
 
 
@@ -64,6 +65,8 @@ def conclude(study: optuna.Study, summary, st: StudyConfig) -> Outcome:
         "spread": spread_of(rec, confirmation),
         "disturbed": disturbed(rec, figures),
         "anchor_ms": figures[str(rec.number)].get("anchor_ms"),
+        # a language model's serving figures, for the textfile beside the objectives
+        "generation": {k: figures[str(rec.number)][k] for k in GENERATION if k in figures[str(rec.number)]},
         "params": attrs_of(rec).params,
         "settings": settings(st),
     }

@@ -30,7 +30,7 @@ from infersearch.study.attrs import attrs_of
 from infersearch.study.figures import disturbed
 from infersearch.study.record import constraint_values
 
-RETIMED = ("latency_ms_p50", "latency_ms_p95", "latency_ms_per_sample", "throughput_per_s")
+RETIMED = ("latency_ms_p50", "latency_ms_p95", "latency_ms_per_sample", "throughput_per_s", "tpot_ms", "tokens_per_s")
 
 
 def settings(st: StudyConfig) -> dict[str, Any]:

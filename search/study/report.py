@@ -35,6 +35,8 @@ PARAM_COLUMNS = ("prune_ratio", "quant_bits", "precision", "batch_size", "engine
 def quant_text(params: dict) -> str:
     """The bit-width, with the int8 scheme when one was chosen (``8 dynamic``); a float model has none."""
     bits, scheme = params.get("quant_bits", 32), params.get("quant_scheme", "auto")
+    if bits != 32 and "quant_group_size" in params:  # a language model's weight-only group
+        return f"{bits} g{params['quant_group_size']}"
     return f"{bits} {scheme}" if bits != 32 and scheme not in ("auto", None) else str(bits)
 
 
@@ -253,7 +255,11 @@ def front_table(summary: Summary, st: StudyConfig) -> str:
     """The front at its reported figures; "timed" says which: confirmed, first (re-derived from the current
     anchor where it moved) or DISTURBED (the machine never settled: not a figure to rely on)."""
     metric = _metric_name(summary.front)
-    headers = ["#", *PARAM_COLUMNS, *(o.metric for o in st.objectives), f"{metric} drop", "p95 ms", "speed-up"]
+    lm = any("prune_depth" in attrs_of(t).params for t in summary.front)  # a language model's study
+    params = ("prune_ratio", "prune_depth", *PARAM_COLUMNS[1:]) if lm else PARAM_COLUMNS
+    speed = ("ttft_ms", "tokens_per_s") if lm else ("latency_ms_p95",)
+    headers = ["#", *params, *(o.metric for o in st.objectives), f"{metric} drop", *speed]
+    headers.append("TPOT speed-up" if lm else "speed-up")
     rows = []
     for t in summary.front:
         a = attrs_of(t)
@@ -263,10 +269,10 @@ def front_table(summary: Summary, st: StudyConfig) -> str:
         rows.append(
             [
                 f"{t.number}{mark}",
-                *(quant_text(p) if k == "quant_bits" else p.get(k, "") for k in PARAM_COLUMNS),
+                *(quant_text(p) if k == "quant_bits" else p.get(k, "") for k in params),
                 *objective_values(t, summary.figures, st.objectives),
                 m.get(f"{metric}_drop", ""),
-                m.get("latency_ms_p95", ""),
+                *(m.get(k, "") for k in speed),
                 f"{m.get('speedup_vs_baseline', float('nan')):.2f}x{emu}",
                 timed(m),
             ]

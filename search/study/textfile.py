@@ -41,6 +41,16 @@ def write_sweep_metrics(
                 "infersearch_sweep_recommended_latency_seconds_per_sample",
                 "The recommendation's latency per sample, anchored to the baseline",
             ).labels(study).set(values["latency_ms_per_sample"] / 1000)
+        gen = recommendation.get("generation") or {}
+        for key, name, doc, scale in (
+            ("tpot_ms", "tpot_seconds", "time per output token (one decode step), anchored", 1e-3),
+            ("ttft_ms", "ttft_seconds", "time to first token (the prefill), anchored", 1e-3),
+            ("tokens_per_s", "tokens_per_second", "generated tokens per second over the batch", 1.0),
+        ):
+            if key in gen:
+                g(f"infersearch_sweep_recommended_{name}", f"The language-model recommendation's {doc}").labels(
+                    study
+                ).set(gen[key] * scale)
         metric = g("infersearch_sweep_recommended_objective", "The recommendation's objectives", ("study", "objective"))
         for name, value in values.items():
             metric.labels(study, name).set(value)
