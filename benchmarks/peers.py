@@ -9,6 +9,7 @@ interleaved at batch 1 and 32 with the same thread count, beside infersearch's o
 
     python benchmarks/peers.py [model=digits_cnn] [study.n_trials=30] [measure.min_time_s=4]
     python benchmarks/peers.py model=digits_transformer
+    python benchmarks/peers.py model=pydocs_llama      (a language model: benchmarks/lm_peers.py)
 
 Run from the repository root (the baseline cache is outputs/cache). Overrides are Hydra's and go to
 the study too. Needs `pip install neural-compressor-pt` (benchmark only). Prints a table and writes
@@ -44,7 +45,7 @@ from omegaconf import DictConfig
 
 from infersearch.__main__ import to_config
 from infersearch.architecture import is_transformer
-from infersearch.baseline import Baseline
+from infersearch.baseline import Baseline, load_task
 from infersearch.cache import atomic_write_text
 from infersearch.config import Config
 from infersearch.device import capabilities
@@ -366,6 +367,11 @@ def machine_info(threads: int, load_start: tuple[float, ...]) -> dict[str, Any]:
 def main(overrides: list[str]) -> dict:
     load_start = os.getloadavg()
     cfg, dcfg = compose_cfg(overrides)
+    if load_task(dcfg.model).generation:  # a language model: torchao's recipes, TPOT and TTFT (lm_peers.py)
+        sys.path.insert(0, str(Path(__file__).parent))
+        from lm_peers import main as lm_main
+
+        return lm_main(overrides)
     fp32 = build(cfg, dcfg.model)  # the unpruned fp32 eager baseline, default config
     base, task, threads = fp32.base, fp32.task, torch.get_num_threads()
     calib = task.splits.train.take(CALIBRATION)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from infersearch.models.lm import lm_task, token_splits
+from infersearch.models.lm import lm_task, require_lm, token_splits
 from infersearch.models.task import Task, TrainRecipe
 from infersearch.models.text import Corpus, blocks, find_corpus
 
@@ -49,6 +49,7 @@ def task(
     recover_steps: int = 60,
 ) -> Task:
     """``text``: a folder of your own ``.txt``/``.md`` files (split 90/5/5 by file), else ``corpus``."""
+    require_lm()
     from transformers import AutoModelForCausalLM
 
     folder = Path(path).expanduser()

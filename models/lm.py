@@ -32,6 +32,15 @@ def quiet_imports() -> None:
 quiet_imports()
 
 
+def require_lm() -> None:
+    """The language-model extra, or one line that says how to install it."""
+    import importlib.util
+
+    missing = [m for m in ("transformers", "tokenizers") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(f"language models need {', '.join(missing)}: pip install 'infersearch[lm]'")
+
+
 def logits_of(out: Any) -> torch.Tensor:
     """The logits of a module's output: a tensor, or a Hugging Face output's ``.logits``."""
     return out if isinstance(out, torch.Tensor) else out.logits

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from infersearch.models.lm import lm_task, token_splits
+from infersearch.models.lm import lm_task, require_lm, token_splits
 from infersearch.models.task import Task, TrainRecipe
 from infersearch.models.text import blocks, find_corpus, tokenizer
 
@@ -47,6 +47,7 @@ def task(
     recover_epochs: int = 1,
     recover_steps: int = 60,
 ) -> Task:
+    require_lm()
     text = find_corpus(corpus)
     chars = train_tokens * 5  # a BPE of 2k tokens reads about 3-4 characters per token
     tok = tokenizer(text, vocab, chars, cache_dir)

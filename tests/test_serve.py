@@ -22,6 +22,8 @@ BAD = [
     (json.dumps({"inputs": []}), "application/json", 422, "shape"),
     (json.dumps({"inputs": [[[float("nan")] * 8] * 8]}), "application/json", 422, "NaN"),
     (json.dumps({"inputs": [[[0.0] * 8] * 8] * 400}), "application/json", 413, "serve.max_body_mb"),
+    ('{"inputs": ' + "[" * 20000 + "]" * 20000 + "}", "application/json", 400, "nested too deeply"),
+    (json.dumps({"inputs": [[[0.0] * 8] * 8]}), "text/plain", 415, "use application/json"),
 ]
 
 

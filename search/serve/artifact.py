@@ -68,7 +68,13 @@ def digest(manifest: dict[str, Any]) -> str:
 def load(model_dir: Path, threads: int, manifest: dict[str, Any] | None = None) -> Artifact:
     """``manifest``: one already checked by :func:`read_manifest` (its files are not hashed again)."""
     manifest = manifest or read_manifest(model_dir)
-    predict = _LOADERS[manifest["format"]](model_dir, manifest, threads)
+    fmt = manifest["format"]
+    if fmt not in _LOADERS:
+        raise ConfigError(
+            "serve.model_dir",
+            f"{model_dir} holds a {fmt} artifact (a language model): not served yet; allowed: {', '.join(_LOADERS)}",
+        )
+    predict = _LOADERS[fmt](model_dir, manifest, threads)
     return Artifact(manifest, predict, digest(manifest))
 
 

@@ -81,9 +81,11 @@ class Batcher:
     async def _run(self, items: list[_Item]) -> None:
         if not items:
             return
-        start = time.perf_counter()
+        start, totals = time.perf_counter(), self.metrics.totals
         for item in items:
             self.metrics.queue.observe(start - item.enqueued)
+            totals.queue_ns += int((start - item.enqueued) * 1e9)
+        totals.queued += len(items)
         batch = items[0].x if len(items) == 1 else np.concatenate([i.x for i in items])
         try:
             out = await asyncio.get_running_loop().run_in_executor(self._pool, self.predict, batch)
@@ -92,8 +94,11 @@ class Batcher:
                 if not item.future.done():
                     item.future.set_exception(exc)
             return
-        self.metrics.compute.observe(time.perf_counter() - start)
+        took = time.perf_counter() - start
+        self.metrics.compute.observe(took)
         self.metrics.batch.observe(len(batch))
+        totals.executions, totals.compute_ns = totals.executions + 1, totals.compute_ns + int(took * 1e9)
+        totals.inferences, totals.last_ms = totals.inferences + len(batch), int(time.time() * 1000)
         offset = 0
         for item in items:
             rows = out[offset : offset + len(item.x)]

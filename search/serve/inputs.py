@@ -8,6 +8,7 @@ import json
 import numpy as np
 
 NPY = "application/x-npy"
+JSON_TYPES = ("application/json", "")  # no content-type: JSON, as before
 
 
 class BadRequest(ValueError):
@@ -18,10 +19,13 @@ class BadRequest(ValueError):
 
 def parse(body: bytes, content_type: str, sample_shape: tuple[int, ...]) -> np.ndarray:
     """JSON ``{"inputs": [...]}`` (one sample or a list of them) or an ``.npy`` array."""
-    if content_type.split(";")[0].strip() == NPY:
+    kind = content_type.split(";")[0].strip().lower()
+    if kind == NPY:
         x = _npy(body)
-    else:
+    elif kind in JSON_TYPES:
         x = _json(body)
+    else:
+        raise BadRequest(415, f"content-type {kind!r} is not served here; use application/json or {NPY}")
     if x.dtype.kind not in "fiub":
         raise BadRequest(422, f"inputs must be numbers, got dtype {x.dtype}")
     x = x.astype(np.float32, copy=False)
@@ -42,12 +46,16 @@ def _json(body: bytes) -> np.ndarray:
         doc = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(400, f"body is not valid JSON: {exc.msg if hasattr(exc, 'msg') else exc}") from exc
+    except RecursionError as exc:  # {"inputs": [[[[... 100,000 deep
+        raise BadRequest(400, "body is nested too deeply to be a tensor") from exc
     if not isinstance(doc, dict) or "inputs" not in doc:
         raise BadRequest(422, 'body must be a JSON object with "inputs"')
     try:
         return np.asarray(doc["inputs"])
     except ValueError as exc:  # ragged nesting
         raise BadRequest(422, f"inputs is not a rectangular array: {exc}") from exc
+    except RecursionError as exc:
+        raise BadRequest(400, "inputs is nested too deeply to be a tensor") from exc
 
 
 def _npy(body: bytes) -> np.ndarray:

@@ -31,6 +31,46 @@ def batch_buckets(max_batch: int) -> tuple[float, ...]:
 
 
 @dataclass
+class Totals:
+    """Running totals in Triton's statistics shape (``GET /v2/models/{m}/stats``, which perf_analyzer reads to
+    split server time into queue and compute): counts and nanoseconds."""
+
+    success: int = 0
+    success_ns: int = 0
+    fail: int = 0
+    fail_ns: int = 0
+    queue_ns: int = 0
+    queued: int = 0
+    executions: int = 0
+    compute_ns: int = 0
+    inferences: int = 0  # samples
+    last_ms: int = 0  # when the last batch ran, ms since the epoch
+
+    def as_stats(self, model: str) -> dict:
+        pair = lambda n, ns: {"count": n, "ns": ns}  # noqa: E731
+        return {
+            "model_stats": [
+                {
+                    "name": model,
+                    "version": "1",
+                    "last_inference": self.last_ms,
+                    "inference_count": self.inferences,
+                    "execution_count": self.executions,
+                    "inference_stats": {
+                        "success": pair(self.success, self.success_ns),
+                        "fail": pair(self.fail, self.fail_ns),
+                        "queue": pair(self.queued, self.queue_ns),
+                        "compute_input": pair(self.executions, 0),
+                        "compute_infer": pair(self.executions, self.compute_ns),
+                        "compute_output": pair(self.executions, 0),
+                    },
+                    "batch_stats": [],
+                }
+            ]
+        }
+
+
+@dataclass
 class ServeMetrics:
     registry: CollectorRegistry
     request: Histogram
@@ -40,6 +80,7 @@ class ServeMetrics:
     requests: Counter
     in_flight: Gauge
     model: Info
+    totals: Totals
 
 
 def make_metrics(slo_s: float | None, max_batch: int) -> ServeMetrics:
@@ -59,4 +100,5 @@ def make_metrics(slo_s: float | None, max_batch: int) -> ServeMetrics:
         requests=Counter("infersearch_requests", "Requests by HTTP status code", ["code"], registry=reg),
         in_flight=Gauge("infersearch_in_flight_requests", "Requests being served now", registry=reg),
         model=Info("infersearch_model", "The served study, trial, configuration and artifact", registry=reg),
+        totals=Totals(),
     )

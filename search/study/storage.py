@@ -12,7 +12,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
 
-from infersearch.config import StudyConfig
+from infersearch.config import QUALITY, SPEED, StudyConfig
 from infersearch.errors import ConfigError
 from infersearch.optuna_compat import quiet_heartbeat_warnings
 from infersearch.secrets import mask_url
@@ -125,6 +125,12 @@ def open_study(
             "study.objectives",
             f"study {st.name!r} was created with directions {have}; use another study.name to change objectives",
         )
+    names = [o.metric for o in st.objectives]
+    # optuna-dashboard and `optuna best-trials` then name the objectives (placeholders are never stored)
+    if study.metric_names != names and not {QUALITY, SPEED} & set(names):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # experimental in some Optuna releases
+            study.set_metric_names(names)
     return study
 
 
