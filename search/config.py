@@ -251,6 +251,7 @@ class TuneConfig:
     workers: list[int] = field(default_factory=lambda: [1, 2])
     threads: list[int] = field(default_factory=lambda: [0])
     duration_s: float = 3.0  # seconds of load at each rate
+    goodput_steps: int = 5  # loads of the goodput search per setting (bisection: resolution saturation / 2^steps)
     loads: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0])  # offered rates, as shares of the target
     port: int = 8765  # where each candidate is served while measured (loopback)
 
@@ -365,6 +366,8 @@ def _validate_tune(tu: TuneConfig) -> None:
             raise ConfigError(f"tune.{key}", f"{list(values)}: needs at least one value, none negative")
     if (tu.rate is not None and tu.rate <= 0) or tu.duration_s <= 0 or max(tu.loads) <= 0:
         raise ConfigError("tune", "rate > 0 or null, duration_s > 0, loads with a value > 0")
+    if tu.goodput_steps < 1:
+        raise ConfigError("tune.goodput_steps", f"{tu.goodput_steps} must be >= 1")
 
 
 def with_metric(st: StudyConfig, name: str, direction: str, generation: bool = False) -> StudyConfig:

@@ -26,7 +26,7 @@ def test_serve_tune_measures_each_setting_stores_the_pick_and_serve_uses_it(expo
         "serve-tune", f"serve.model_dir={model_dir}", "study.name=served", f"study.output_dir={tmp_path}",
         "serve.slo_ms=500", "tune.rate=20", "tune.duration_s=0.5", "tune.loads=[0.5,1.0]",
         "tune.max_batch_size=[4,16]", "tune.max_delay_ms=[1]", "tune.workers=[1]", "tune.threads=[1]",
-        f"tune.port={free_port()}", timeout=300,
+        "tune.goodput_steps=3", f"tune.port={free_port()}", timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     doc = json.loads((tmp_path / "serving.json").read_text())
@@ -34,8 +34,12 @@ def test_serve_tune_measures_each_setting_stores_the_pick_and_serve_uses_it(expo
     for r in doc["results"]:
         assert r["saturation_rps"] > 20 and r["errors"] == 0 and r["server_p99_ms"] > 0
         assert r["within_slo"] == 1.0 and r["meets_slo"]
-    top = max(r["saturation_rps"] for r in doc["results"])  # within 5% of the best is a tie: lowest p99 wins
-    best = min((r for r in doc["results"] if r["saturation_rps"] >= 0.95 * top), key=lambda r: r["server_p99_ms"])
+    for r, curve in zip(doc["results"], doc["curves"]):  # the goodput is the highest probed rate that held
+        held = [p["offered_rps"] for p in curve["goodput_probes"] if p["holds"]]
+        assert r["goodput_rps"] == pytest.approx(max(held), abs=0.1) and r["goodput_rps"] <= r["saturation_rps"] + 0.1
+        assert all(p["within_slo"] >= 0.99 for p in curve["goodput_probes"] if p["holds"])
+    top = max(r["goodput_rps"] for r in doc["results"])  # within 5% of the best is a tie: lowest p99 wins
+    best = min((r for r in doc["results"] if r["goodput_rps"] >= 0.95 * top), key=lambda r: r["server_p99_ms"])
     assert doc["pick"] == {k: best[k] for k in ("max_batch_size", "max_delay_ms", "workers", "threads")}
     assert "picked serve.max_batch_size=" in proc.stdout and "HTTP Request" not in proc.stderr
     stored = optuna.load_study(study_name="served", storage=f"sqlite:///{tmp_path / 'study.db'}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from importlib.metadata import version
@@ -86,7 +87,9 @@ def create_app(cfg: ServeConfig, model: Artifact, slo_ms: float | None) -> Starl
                 body = await request.body()
                 if len(body) > cfg.max_body_mb * 2**20:
                     raise BadRequest(413, f"body is over serve.max_body_mb={cfg.max_body_mb}")
+                t0 = time.perf_counter()
                 parsed = await asyncio.to_thread(decode, body) if len(body) > LARGE else decode(body)
+                metrics.decode.observe(time.perf_counter() - t0)
                 x = parsed.x if hasattr(parsed, "x") else parsed
                 y = await asyncio.wait_for(batcher.submit(x), cfg.timeout_ms / 1000)
             except BadRequest as exc:
@@ -98,7 +101,9 @@ def create_app(cfg: ServeConfig, model: Artifact, slo_ms: float | None) -> Starl
             except Exception as exc:  # noqa: BLE001 - the model failed on this batch: say so, keep serving
                 log.error("inference failed: %s: %s", type(exc).__name__, exc)
                 return answer(500, {"error": f"inference failed: {type(exc).__name__}: {exc}"}, started)
+            t0 = time.perf_counter()
             body, headers, media = encode(y, parsed)
+            metrics.encode.observe(time.perf_counter() - t0)
             return answer(200, body, started, headers, media)
 
     async def predict(request: Request) -> Response:
@@ -106,7 +111,11 @@ def create_app(cfg: ServeConfig, model: Artifact, slo_ms: float | None) -> Starl
         return await served(
             request,
             lambda body: parse(body, kind, model.sample_shape),
-            lambda y, _x: ({"outputs": y.tolist(), "study": model.study, "trial": model.trial}, None, ""),
+            lambda y, _x: (
+                json.dumps({"outputs": y.tolist(), "study": model.study, "trial": model.trial}).encode(),
+                None,
+                "application/json",
+            ),
         )
 
     name = model.study

@@ -107,15 +107,39 @@ def scrape_durations(base_url: str) -> dict[float, float]:
     return {}
 
 
-def request_body(sample_shape: tuple[int, ...], seed: int = 0) -> bytes:
-    """One sample as JSON, as a client would send it."""
+@dataclass(frozen=True)
+class Payload:
+    """What each request of a load sends: a route, a body and its headers, and how many samples it holds."""
+
+    path: str
+    body: bytes
+    headers: dict[str, str]
+    samples: int = 1
+
+
+def request_body(sample_shape: tuple[int, ...], seed: int = 0) -> Payload:
+    """One sample as JSON on ``/v1/predict``, as a client would send it."""
     x = np.random.default_rng(seed).standard_normal(sample_shape).astype(np.float32)
-    return json.dumps({"inputs": x.round(4).tolist()}).encode()
+    body = json.dumps({"inputs": x.round(4).tolist()}).encode()
+    return Payload("/v1/predict", body, {"content-type": "application/json"})
 
 
-async def _one(client: httpx.AsyncClient, body: bytes, due: float, result: LoadResult) -> None:
+def binary_v2(model: str, sample_shape: tuple[int, ...], samples: int, seed: int = 0) -> Payload:
+    """A batch of ``samples`` as an Open Inference Protocol request with binary tensors in and out
+    (what ``tritonclient`` and ``perf_analyzer`` send by default)."""
+    x = np.random.default_rng(seed).standard_normal((samples, *sample_shape)).astype(np.float32)
+    head = json.dumps({
+        "inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32",
+                    "parameters": {"binary_data_size": x.nbytes}}],
+        "outputs": [{"name": "output", "parameters": {"binary_data": True}}],
+    }).encode()  # fmt: skip
+    headers = {"Inference-Header-Content-Length": str(len(head)), "content-type": "application/octet-stream"}
+    return Payload(f"/v2/models/{model}/infer", head + x.tobytes(), headers, samples)
+
+
+async def _one(client: httpx.AsyncClient, payload: Payload, due: float, result: LoadResult) -> None:
     try:
-        r = await client.post("/v1/predict", content=body, headers={"content-type": "application/json"})
+        r = await client.post(payload.path, content=payload.body, headers=payload.headers)
         code: int | str = r.status_code
     except httpx.TimeoutException:
         code = "timeout"
@@ -134,7 +158,7 @@ def _clients(base_url: str, n: int, timeout_s: float, stack: contextlib.AsyncExi
     ]
 
 
-async def _open(base_url: str, body: bytes, rate: float, duration_s: float, timeout_s: float, seed: int):
+async def _open(base_url: str, body: Payload, rate: float, duration_s: float, timeout_s: float, seed: int):
     result = LoadResult(rate, 0.0, duration_s)
     rng = random.Random(seed)
     async with contextlib.AsyncExitStack() as stack:
@@ -165,7 +189,7 @@ async def _open(base_url: str, body: bytes, rate: float, duration_s: float, time
     return result
 
 
-async def _closed(base_url: str, body: bytes, n: int, duration_s: float, timeout_s: float):
+async def _closed(base_url: str, body: Payload, n: int, duration_s: float, timeout_s: float):
     result = LoadResult(None, 0.0, duration_s)
     async with contextlib.AsyncExitStack() as stack:
         clients = [await c for c in _clients(base_url, n, timeout_s, stack)]
@@ -181,18 +205,18 @@ async def _closed(base_url: str, body: bytes, n: int, duration_s: float, timeout
     return result
 
 
-def offer(base_url: str, body: bytes, rate: float, duration_s: float, timeout_s: float = 5.0, seed: int = 0):
+def offer(base_url: str, body: Payload, rate: float, duration_s: float, timeout_s: float = 5.0, seed: int = 0):
     """Poisson arrivals at ``rate`` requests/s for ``duration_s``."""
     return asyncio.run(_open(base_url, body, rate, duration_s, timeout_s, seed))
 
 
-def offer_observed(base_url: str, body: bytes, rate: float, duration_s: float, seed: int = 0):
+def offer_observed(base_url: str, body: Payload, rate: float, duration_s: float, seed: int = 0):
     """``offer``, with the service's own request-duration histogram over the same load."""
     before = scrape_durations(base_url)
     result = offer(base_url, body, rate, duration_s, seed=seed)
     return result, ServerSide.between(before, scrape_durations(base_url))
 
 
-def saturate(base_url: str, body: bytes, clients: int, duration_s: float, timeout_s: float = 5.0) -> LoadResult:
+def saturate(base_url: str, body: Payload, clients: int, duration_s: float, timeout_s: float = 5.0) -> LoadResult:
     """``clients`` back-to-back clients for ``duration_s``: the most the service answers."""
     return asyncio.run(_closed(base_url, body, clients, duration_s, timeout_s))

@@ -1,5 +1,6 @@
 """Prometheus metrics of the service, in seconds, with one bucket exactly at the latency SLO: request
-duration, queue time and compute time apart (as Triton splits them) and a batch-size histogram."""
+duration, and apart from it (as Triton splits it) queue wait, batch compute and (de)serialisation, and a
+batch-size histogram."""
 
 from __future__ import annotations
 
@@ -77,6 +78,8 @@ class ServeMetrics:
     queue: Histogram
     compute: Histogram
     batch: Histogram
+    decode: Histogram
+    encode: Histogram
     requests: Counter
     in_flight: Gauge
     model: Info
@@ -97,6 +100,10 @@ def make_metrics(slo_s: float | None, max_batch: int) -> ServeMetrics:
         batch=Histogram(
             "infersearch_batch_size", "Samples per executed batch", registry=reg, buckets=batch_buckets(max_batch)
         ),
+        decode=Histogram(
+            "infersearch_decode_seconds", "Time to read a request body into a tensor", registry=reg, buckets=lat
+        ),
+        encode=Histogram("infersearch_encode_seconds", "Time to write a response body", registry=reg, buckets=lat),
         requests=Counter("infersearch_requests", "Requests by HTTP status code", ["code"], registry=reg),
         in_flight=Gauge("infersearch_in_flight_requests", "Requests being served now", registry=reg),
         model=Info("infersearch_model", "The served study, trial, configuration and artifact", registry=reg),

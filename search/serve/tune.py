@@ -1,8 +1,9 @@
 """``infersearch serve-tune``: the serving settings (``max_batch_size``, ``max_delay_ms``, ``workers``,
 intra-op ``threads``) measured under load on loopback, each candidate served by a real server in its
 own process. Each candidate is driven closed loop (its saturation throughput) and open loop at shares of
-the target rate (its latency against load); the pick is the highest saturation throughput whose p99 at
-the target rate meets the SLO with no errors. The result goes beside the export (serving.json, which
+the target rate (its latency against load), and its goodput is searched: the highest Poisson request rate
+at which 99% of requests still meet the SLO (bisection up to its saturation); the pick is the highest
+goodput. The result goes beside the export (serving.json, which
 ``infersearch serve`` then uses), into the study (user attribute ``serving``) and to W&B."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -29,13 +30,19 @@ from infersearch.device import capabilities
 from infersearch.errors import ConfigError
 from infersearch.report_table import table
 from infersearch.serve.artifact import digest, sample_shape
-from infersearch.serve.load import LoadResult, ServerSide, offer_observed, request_body, saturate
+from infersearch.serve.load import LoadResult, Payload, ServerSide, offer_observed, request_body, saturate
 from infersearch.serve.metrics import slo_bucket
 from infersearch.serve.settings import TUNED, tuned_path
 
 log = logging.getLogger("infersearch.serve")
 READY_LIMIT_S = 120.0
 TIE = 0.05  # saturations this close to the best are equal: the lower p99 decides
+
+
+def holds(t: LoadResult, srv: ServerSide, slo_ms: float) -> bool:
+    """At an offered rate: no errors, the rate kept up, and 99% answered within the SLO as the service's
+    histogram (what the alerts read) counts them, at its bucket exactly at the SLO."""
+    return t.kept_up and srv.within(slo_bucket(slo_ms / 1e3)) >= 0.99
 
 
 @dataclass
@@ -45,16 +52,16 @@ class Measured:
     saturation: LoadResult
     curve: list[LoadResult]  # open loop at each share of the target rate, in tune.loads order
     server: list[ServerSide]  # the service's own histogram over each of those loads
+    goodput_rps: float = 0.0  # the highest Poisson rate found that still meets the SLO (0: none did)
+    probes: list[dict[str, Any]] = field(default_factory=list)  # the goodput search's rates and verdicts
 
     def _target(self, loads: list[float]) -> int:
         return min(range(len(loads)), key=lambda i: abs(loads[i] - 1.0))
 
     def meets(self, loads: list[float], slo_ms: float) -> bool:
-        """At the target rate: no errors, the rate kept up, and 99% answered within the SLO as the
-        service's histogram (what the alerts read) counts them, at its bucket exactly at the SLO."""
+        """The SLO holds at the target rate."""
         i = self._target(loads)
-        t, srv = self.curve[i], self.server[i]
-        return t.kept_up and srv.within(slo_bucket(slo_ms / 1e3)) >= 0.99
+        return holds(self.curve[i], self.server[i], slo_ms)
 
     def row(self, loads: list[float], slo_ms: float) -> dict[str, Any]:
         i = self._target(loads)
@@ -62,6 +69,7 @@ class Measured:
         return {
             **self.setting,
             "saturation_rps": round(self.saturation.throughput_rps, 1),
+            "goodput_rps": round(self.goodput_rps, 1),
             "target_rps": round(self.target_rps, 1),
             "server_p99_ms": round(srv.quantile_ms(0.99), 3),
             "within_slo": round(srv.within(slo_bucket(slo_ms / 1e3)), 4),
@@ -111,13 +119,37 @@ def _ready(url: str) -> bool:
         return False
 
 
-def measure(url: str, body: bytes, setting: dict[str, Any], rate: float | None, tu: TuneConfig) -> Measured:
+def goodput(url: str, body: Payload, ceiling: float, slo_ms: float, tu: TuneConfig) -> tuple[float, list[dict]]:
+    """The highest Poisson request rate at which the SLO still holds (as Model Analyzer and GuideLLM's
+    goodput mode search it): bisection between 0 and the closed-loop saturation, ``tune.goodput_steps`` loads
+    of ``tune.duration_s``; the answer is the highest rate that held (0 when none did)."""
+    lo, hi, best, probes = 0.0, ceiling, 0.0, []
+    rate = ceiling  # the saturation itself first: a service that holds there is done
+    for i in range(tu.goodput_steps):
+        t, srv = offer_observed(url, body, rate, tu.duration_s, seed=100 + i)
+        ok = holds(t, srv, slo_ms)
+        probes.append({"offered_rps": round(rate, 1), "server_p99_ms": round(srv.quantile_ms(0.99), 3),
+                       "within_slo": round(srv.within(slo_bucket(slo_ms / 1e3)), 4), "holds": ok})  # fmt: skip
+        if ok:
+            best, lo = max(best, rate), rate
+            if rate >= ceiling:
+                break
+        else:
+            hi = rate
+        rate = (lo + hi) / 2
+    return best, probes
+
+
+def measure(
+    url: str, body: bytes, setting: dict[str, Any], rate: float | None, tu: TuneConfig, slo_ms: float
+) -> Measured:
     clients = max(8, 2 * int(setting["max_batch_size"]))
     saturate(url, body, clients, min(1.0, tu.duration_s / 2))  # connections opened, caches warm: not counted
     sat = saturate(url, body, clients, tu.duration_s)
     target = rate or 0.5 * sat.throughput_rps  # no rate given: half of what the first candidate sustains
     observed = [offer_observed(url, body, share * target, tu.duration_s, seed=i) for i, share in enumerate(tu.loads)]
-    return Measured(setting, target, sat, [c for c, _ in observed], [v for _, v in observed])
+    best, probes = goodput(url, body, sat.throughput_rps, slo_ms, tu)
+    return Measured(setting, target, sat, [c for c, _ in observed], [v for _, v in observed], best, probes)
 
 
 def tune(cfg: Config, overrides: list[str]) -> dict[str, Any]:
@@ -136,7 +168,7 @@ def tune(cfg: Config, overrides: list[str]) -> dict[str, Any]:
     )
     for i, setting in enumerate(grid, 1):
         with served(fixed, setting, tu.port) as url:
-            m = measure(url, body, setting, rate, tu)
+            m = measure(url, body, setting, rate, tu, s.slo_ms)
         rate = m.target_rps
         results.append(m)
         log.info("serve-tune %d/%d %s", i, len(grid), _line(m.row(tu.loads, s.slo_ms)))
@@ -154,14 +186,14 @@ def _line(r: dict[str, Any]) -> str:
 
 
 def pick(rows: list[dict[str, Any]]) -> int | None:
-    """The row to serve with: among those meeting the SLO, the highest saturation, where saturations
-    within ``TIE`` of the best count as equal (one short closed-loop run each: closer is noise) and the
-    lowest server p99 at the target rate decides."""
-    ok = [i for i, r in enumerate(rows) if r["meets_slo"]]
+    """The row to serve with: the highest goodput (the load it carries within the SLO), where goodputs
+    within ``TIE`` of the best count as equal (short loads each: closer is noise) and the lowest server p99
+    at the target rate decides; None when no setting held the SLO at any rate."""
+    ok = [i for i, r in enumerate(rows) if r["goodput_rps"] > 0]
     if not ok:
         return None
-    top = max(rows[i]["saturation_rps"] for i in ok)
-    near = [i for i in ok if rows[i]["saturation_rps"] >= (1 - TIE) * top]
+    top = max(rows[i]["goodput_rps"] for i in ok)
+    near = [i for i in ok if rows[i]["goodput_rps"] >= (1 - TIE) * top]
     return min(near, key=lambda i: rows[i]["server_p99_ms"])
 
 
@@ -185,6 +217,7 @@ def _conclude(cfg: Config, s, results: list[Measured], rate: float) -> dict[str,
                 "loads": [
                     {**c.summary(), "server_p99_ms": round(v.quantile_ms(0.99), 3)} for c, v in zip(m.curve, m.server)
                 ],
+                "goodput_probes": m.probes,
             }
             for m in results
         ],
@@ -192,8 +225,8 @@ def _conclude(cfg: Config, s, results: list[Measured], rate: float) -> dict[str,
     print(table(list(rows[0]), [list(r.values()) for r in rows]))
     if best is None:
         print(
-            f"no setting met the SLO of {s.slo_ms:g} ms ({s.slo_source}) at {rate:.0f} requests/s: nothing stored, "
-            "serve keeps its configured settings; give the latency your users need (serve.slo_ms) or a lower tune.rate"
+            f"no setting met the SLO of {s.slo_ms:g} ms ({s.slo_source}) at any rate tried: nothing stored, "
+            "serve keeps its configured settings; give the latency your users need (serve.slo_ms)"
         )
         return doc
     path = tuned_path(s.model_dir)
@@ -203,8 +236,8 @@ def _conclude(cfg: Config, s, results: list[Measured], rate: float) -> dict[str,
 
     Tracker(cfg.tracking, cfg.study).log_serving(doc)
     chosen_args = " ".join(f"serve.{k}={v}" for k, v in best.setting.items())
-    print(f"picked {chosen_args} (highest saturation, within {100 * TIE:g}%, then lowest p99; 99% within "
-          f"{s.slo_ms:g} ms at {rate:.0f} requests/s)")  # fmt: skip
+    print(f"picked {chosen_args} (highest goodput, within {100 * TIE:g}%, then lowest p99: 99% within "
+          f"{s.slo_ms:g} ms up to {rows[chosen]['goodput_rps']:.0f} requests/s, Poisson arrivals)")  # fmt: skip
     print(f"written to {path}; infersearch serve uses it for this artifact unless told otherwise")
     return doc
 
