@@ -23,6 +23,7 @@ from infersearch.config import Config, GenConfig, allowed_drop, validate
 from infersearch.device import capabilities, resolve, set_tf32
 from infersearch.engines import BuildContext, Runner, get_engine
 from infersearch.engines.decode import lm_runner, plan_lm
+from infersearch.engines.decode_onnx import onnx_lm_runner
 from infersearch.errors import ConfigError, TrialRejected
 from infersearch.measure.agreement import check as check_agreement
 from infersearch.measure.anchor import (
@@ -168,7 +169,9 @@ def build(cfg: Config, model_cfg: Any, sw: _Stopwatch | None = None, early: bool
     with sw("engine"):
         calibration = task.splits.calib.take(cfg.quant.calibration_samples)
         ctx = BuildContext(device, cfg.precision, threads, calibration, Path(workdir.name), cfg.quant.group_size)
-        if task.generation:
+        if task.generation and cfg.engine == "onnxruntime":
+            runner = onnx_lm_runner(model, qplan, ctx, cfg.gen)
+        elif task.generation:
             runner = lm_runner(model, qplan, ctx, cfg.gen, cfg.compile.mode if cfg.engine == "compile" else None)
         else:
             runner = engine.build(model, qplan, ctx)

@@ -25,15 +25,18 @@ from infersearch.errors import UnsupportedError, library_step
 from infersearch.measure.footprint import serialized_mb
 from infersearch.passes.quantize import QuantPlan, quantize_lm
 
-LM_ENGINES = ("eager", "compile")
+LM_ENGINES = ("eager", "compile", "onnxruntime")
 
 
 def plan_lm(engine: str, bits: int, caps: Capabilities, precision: str, scheme: str) -> QuantPlan:
     """How a language model's weights run on this engine and device, or a one-line refusal."""
     if engine not in LM_ENGINES:
         raise UnsupportedError(
-            "engine", f"{engine} does not take language models yet; allowed for a language model: eager, compile"
+            "engine",
+            f"{engine} does not take language models yet; allowed for a language model: {', '.join(LM_ENGINES)}",
         )
+    if engine == "onnxruntime":
+        return _plan_onnx(bits, caps, precision, scheme)
     caps.check_precision(precision, memory_bound=True)
     if bits == 32:
         return QuantPlan(32, "none", "none")
@@ -51,6 +54,23 @@ def plan_lm(engine: str, bits: int, caps: Capabilities, precision: str, scheme: 
     if bits == 8:
         return QuantPlan(8, "torchao-int8-weight-only", "real")
     return QuantPlan(4, "torchao-int4-weight-only-cpu" if caps.device == "cpu" else "torchao-int4-weight-only", "real")
+
+
+def _plan_onnx(bits: int, caps: Capabilities, precision: str, scheme: str) -> QuantPlan:
+    """ONNX Runtime's CPU path (decode_onnx.py): fp32 activations; int4 MatMulNBits or dynamic int8 weights."""
+    if caps.device != "cpu" or precision != "fp32":
+        raise UnsupportedError(
+            "precision", f"{precision} on {caps.device} with onnxruntime for a language model: allowed fp32 on cpu"
+        )
+    if bits == 32:
+        return QuantPlan(32, "none", "none")
+    if bits == 8 and scheme in ("auto", "dynamic"):
+        return QuantPlan(8, "onnxruntime-quantize_dynamic-int8", "real")
+    if bits == 4 and scheme in ("auto", "weight_only"):
+        return QuantPlan(4, "onnxruntime-matmulnbits-int4", "real")
+    allowed = "dynamic (or auto)" if bits == 8 else "weight_only (or auto)"
+    raise UnsupportedError("quant.scheme", f"{scheme} with quant.bits={bits} on onnxruntime for a language model: "
+                                           f"allowed {allowed}")  # fmt: skip
 
 
 @dataclass

@@ -35,6 +35,19 @@ LOAD = {
         "model, tok = AutoModelForCausalLM.from_pretrained('.'), Tokenizer.from_file('tokenizer.json')\n"
         "y = model.generate(torch.tensor([tok.encode(text).ids]), max_new_tokens=32)"
     ),
+    "onnx-causal-lm": (
+        "import numpy as np, onnxruntime as ort, json\nfrom tokenizers import Tokenizer\n"
+        "c, tok = json.load(open('config.json')), Tokenizer.from_file('tokenizer.json')\n"
+        "session = ort.InferenceSession('model.onnx', providers=['CPUExecutionProvider'])\n"
+        "kv, hd = c['num_key_value_heads'], c.get('head_dim') or c['hidden_size'] // c['num_attention_heads']\n"
+        "past = {f'past_{i}': np.zeros((1, kv, 0, hd), np.float32) for i in range(2 * c['num_hidden_layers'])}\n"
+        "ids = np.array([tok.encode(text).ids], np.int64)\n"
+        "for _ in range(32):  # greedy, the KV cache fed back\n"
+        "    logits, *present = session.run(None, {'input_ids': ids[:, -1:] if _ else ids, **past})\n"
+        "    past = dict(zip(past, present))\n"
+        "    ids = np.concatenate([ids, logits[:, -1:].argmax(-1)], axis=1)\n"
+        "y = ids"
+    ),
     "hf-config+torchao-state": (
         "import torch, torchao  # noqa: F401 (its tensor types)\n"
         "from transformers import AutoConfig, AutoModelForCausalLM\nfrom tokenizers import Tokenizer\n"
@@ -48,6 +61,8 @@ LOAD = {
 
 def _format(files: list[Path]) -> str:
     suffixes = {f.name for f in files}
+    if {"model.onnx", "config.json"} <= suffixes:
+        return "onnx-causal-lm"
     if "model_state.pt" in suffixes:
         return "hf-config+torchao-state"
     if "config.json" in suffixes:

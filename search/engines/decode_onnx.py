@@ -1,0 +1,153 @@
+"""Language models on ONNX Runtime: the decoder exported with its KV cache as explicit inputs and outputs,
+int4 weights through ONNX Runtime's ``MatMulNBitsQuantizer`` (block size = ``quant.group_size``, accuracy
+level 4: int8 activations inside the kernel) or dynamic int8 (``quantize_dynamic``), fed back step by step.
+
+The export wraps the model so the past keys and values are flat tensors (``past_{2i}``, ``past_{2i+1}`` for
+layer i, ``[batch, kv_heads, past, head_dim]``) and the present ones come out (TorchScript exporter, eager
+attention: SDPA's symbolic causal flag does not export). One graph serves the prefill (past of length 0),
+the decode step and whole blocks (perplexity). The timed step feeds the cache of the mean context and
+discards the present one, so every call is the same step, as on PyTorch (decode.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from infersearch.config import GenConfig
+from infersearch.engines.base import BuildContext, Runner, file_mb
+from infersearch.errors import library_step
+from infersearch.passes.quantize import QuantPlan
+
+
+class _Flat(nn.Module):
+    """``(input_ids, *past)`` -> ``(logits, *present)``: the cache as plain tensors, for the exporter."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, *past: torch.Tensor):
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        for i in range(len(past) // 2):
+            cache.update(past[2 * i], past[2 * i + 1], i)
+        from infersearch.engines.decode import cache_argument
+
+        out = self.model(input_ids=input_ids, **{cache_argument(self.model): cache}, use_cache=True)
+        present = []
+        for layer in out.past_key_values.layers:
+            present += [layer.keys, layer.values]
+        return (out.logits, *present)
+
+
+def _shape(model: nn.Module) -> tuple[int, int, int]:
+    c = model.config
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    return c.num_hidden_layers, c.num_key_value_heads, head_dim
+
+
+def export(model: nn.Module, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    layers, kv, hd = _shape(model)
+    m = copy.deepcopy(model).float().cpu().eval()
+    m.config._attn_implementation = "eager"
+    ids = torch.zeros((2, 3), dtype=torch.long)
+    past = [torch.zeros((2, kv, 2, hd)) for _ in range(2 * layers)]
+    names = [f"past_{i}" for i in range(2 * layers)]
+    axes = {"input_ids": {0: "batch", 1: "tokens"}, "logits": {0: "batch", 1: "tokens"}}
+    axes |= {n: {0: "batch", 2: "past"} for n in names} | {
+        f"present_{i}": {0: "batch", 2: "total"} for i in range(2 * layers)
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _Flat(m), (ids, *past), str(path), dynamo=False, opset_version=17, dynamic_axes=axes,
+            input_names=["input_ids", *names], output_names=["logits", *(f"present_{i}" for i in range(2 * layers))],
+        )  # fmt: skip
+    return path
+
+
+def quantize(path: Path, qplan: QuantPlan, group_size: int, out: Path) -> Path:
+    if qplan.method == "onnxruntime-matmulnbits-int4":
+        import onnx
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+        q = MatMulNBitsQuantizer(onnx.load(str(path)), bits=4, block_size=group_size, is_symmetric=True,
+                                 accuracy_level=4)  # fmt: skip
+        q.process()
+        q.model.save_model_to_file(str(out), use_external_data_format=False)
+        return out
+    if qplan.method == "onnxruntime-quantize_dynamic-int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8, per_channel=True)
+        return out
+    return path
+
+
+def onnx_lm_runner(model: nn.Module, qplan: QuantPlan, ctx: BuildContext, gen: GenConfig) -> Runner:
+    import onnxruntime as ort
+
+    layers, kv, hd = _shape(model)
+    with library_step("export", "onnxruntime"):
+        path = export(model, ctx.workdir / "model.onnx")
+    with library_step("quantize", "onnxruntime"):
+        path = quantize(path, qplan, ctx.group_size, ctx.workdir / "model.q.onnx")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = ctx.threads, 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    with library_step("compile", "onnxruntime"):
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    at, names = gen.context, [f"past_{i}" for i in range(2 * layers)]
+
+    def empty(batch: int) -> dict[str, np.ndarray]:
+        return {n: np.zeros((batch, kv, 0, hd), np.float32) for n in names}
+
+    def logits(ids: np.ndarray, past: dict[str, np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        out = session.run(None, {"input_ids": ids, **past})
+        return out[0], out[1:]
+
+    def prepare(x: torch.Tensor) -> dict[str, np.ndarray]:
+        reps = -(-(at + 1) // x.shape[1])
+        ids = np.ascontiguousarray(x.repeat(1, reps)[:, : at + 1].numpy().astype(np.int64))
+        _, present = logits(ids[:, :at], empty(len(ids)))
+        return {"input_ids": ids[:, at:], **dict(zip(names, present))}
+
+    def forward(ids: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(logits(ids.numpy().astype(np.int64), empty(len(ids)))[0])
+
+    def prefill(x: torch.Tensor) -> Any:
+        ids = np.ascontiguousarray(x[:, : gen.prompt_tokens].numpy().astype(np.int64))
+        return logits(ids, empty(len(ids)))[0][:, -1]
+
+    def save(target: Path) -> list[Path]:
+        target.mkdir(parents=True, exist_ok=True)
+        model.config.save_pretrained(target)
+        return [Path(shutil.copy2(path, target / "model.onnx")), target / "config.json"]
+
+    return Runner(
+        prepare=prepare,
+        run=lambda feed: session.run(["logits"], feed)[0],  # the present cache is not kept: the same step again
+        to_torch=lambda y: torch.from_numpy(np.asarray(y)),
+        size_mb=file_mb(path),
+        save=save,
+        settings={
+            "engine": "onnxruntime",
+            "version": ort.__version__,
+            "precision": "fp32",
+            "kv_cache": "explicit",
+            "quantized": qplan.method,
+            "intra_op_num_threads": ctx.threads,
+        },  # fmt: skip
+        forward=forward,
+        prefill=prefill,
+    )
