@@ -7,7 +7,7 @@ torchao's documented CPU path for LLM inference is weight-only quantization of t
 the study's recommendation (``study.*`` overrides go to the study), rebuilt from its stored config and
 timed at each concurrency. Tuning time: the peers' quantize + compile; infersearch's, the study's wall time.
 
-    python benchmarks/peers.py model=pydocs_llama [study.n_trials=30]
+    python benchmarks/peers.py model=pydocs_llama [study.n_trials=30] [--reuse=outputs/pydocs_llama]
 
 Run from the repository root (the baseline cache is outputs/cache). Writes
 benchmarks/results/peers_<model>.json.
@@ -48,6 +48,9 @@ PEERS = {  # name: the overrides that are exactly torchao's documented recipe on
         "precision=bf16",
         "engine=compile",
     ],
+    # ONNX Runtime's LLM recipe on CPU (LM-NOTES): int4 MatMulNBits, block 128, accuracy level 4
+    "ONNX Runtime int4 MatMulNBits block 128": ["quant.bits=4", "quant.group_size=128", "engine=onnxruntime"],
+    "ONNX Runtime dynamic int8": ["quant.bits=8", "engine=onnxruntime"],
 }
 FIXED = ["prune.ratio=0.0", "prune.depth=0.0", "quant.bits=32", "precision=fp32", "engine=eager", "batch_size=1"]
 
@@ -93,11 +96,26 @@ def time_all(cs: list[Contestant], bs: int, timing: Timing) -> dict[str, dict[st
     return {c.name: {"decode": decode[c.name], "prefill": prefill[c.name]} for c in cs}
 
 
+def reused(folder: Path) -> tuple[dict, float]:
+    """A finished study's recommendation and its wall time (first trial start to last trial end)."""
+    import optuna
+
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{folder / 'study.db'}")
+    trials = [t for t in study.trials if t.datetime_start and t.datetime_complete]
+    took = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
+    return json.loads((folder / "recommendation.json").read_text()), took
+
+
 def main(overrides: list[str]) -> dict:
     load_start = os.getloadavg()
+    reuse = next((Path(o.split("=", 1)[1]) for o in overrides if o.startswith("--reuse=")), None)
+    overrides = [o for o in overrides if not o.startswith("--reuse=")]
     model = [o for o in overrides if not o.startswith("study.")]
-    with tempfile.TemporaryDirectory(prefix="lm-peers-") as tmp:
-        rec, study_s = run_study(overrides, Path(tmp) / "study")
+    if reuse is not None:  # a default study already run (its trials' wall time is the tuning time)
+        rec, study_s = reused(reuse)
+    else:
+        with tempfile.TemporaryDirectory(prefix="lm-peers-") as tmp:
+            rec, study_s = run_study(overrides, Path(tmp) / "study")
     ours = [f"{k}={v}" for k, v in _params(rec).items()]
     eager = contestant("fp32 eager", [*model, *FIXED], 0.0)
     cs = [eager, *(contestant(n, [*model, *FIXED, *o]) for n, o in PEERS.items())]

@@ -366,7 +366,7 @@ def machine_info(threads: int, load_start: tuple[float, ...]) -> dict[str, Any]:
 
 def main(overrides: list[str]) -> dict:
     load_start = os.getloadavg()
-    cfg, dcfg = compose_cfg(overrides)
+    cfg, dcfg = compose_cfg([o for o in overrides if not o.startswith("--")])
     if load_task(dcfg.model).generation:  # a language model: torchao's recipes, TPOT and TTFT (lm_peers.py)
         sys.path.insert(0, str(Path(__file__).parent))
         from lm_peers import main as lm_main
