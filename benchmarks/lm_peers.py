@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ from typing import Any
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from peers import run_study  # noqa: E402 - benchmarks/ is this script's folder
 
 from infersearch.__main__ import to_config
 from infersearch.cache import atomic_write_text
@@ -75,18 +75,6 @@ def contestant(name: str, overrides: list[str], tune_s: float | None = None) -> 
     return Contestant(name, built, time.perf_counter() - t0 if tune_s is None else tune_s)
 
 
-def run_study(model_overrides: list[str], out: Path) -> tuple[dict, float]:
-    cmd = [sys.executable, "-m", "infersearch", "-m", "study.name=lm-peers", f"study.output_dir={out}",
-           "tracking=disabled", *model_overrides]  # fmt: skip
-    print("study:", " ".join(cmd[1:]), flush=True)
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0 or not (out / "recommendation.json").exists():
-        sys.exit(f"study failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return json.loads((out / "recommendation.json").read_text()), wall
-
-
 def time_all(cs: list[Contestant], bs: int, timing: Timing) -> dict[str, dict[str, Any]]:
     """Per contestant: the decode step's and the prefill's stats, each phase interleaved across contestants."""
     x = batch_of(cs[0].built.task, bs)
@@ -115,7 +103,9 @@ def main(overrides: list[str]) -> dict:
         rec, study_s = reused(reuse)
     else:
         with tempfile.TemporaryDirectory(prefix="lm-peers-") as tmp:
-            rec, study_s = run_study(overrides, Path(tmp) / "study")
+            rec, study_s = run_study(
+                "lm-peers", ["tracking=disabled", *overrides], Path(tmp) / "study", "recommendation.json"
+            )
     ours = [f"{k}={v}" for k, v in _params(rec).items()]
     eager = contestant("fp32 eager", [*model, *FIXED], 0.0)
     cs = [eager, *(contestant(n, [*model, *FIXED, *o]) for n, o in PEERS.items())]

@@ -272,7 +272,8 @@ def peers_for(base: Baseline, calib: torch.Tensor, threads: int, workdir: Path) 
     return [inc_peer(base, calib), nncf_peer(base, calib, threads), ort_peer(base, calib, threads, workdir)]
 
 
-def run_study(model: str, overrides: list[str], out: Path) -> tuple[list[dict], float]:
+def run_study(model: str, overrides: list[str], out: Path, product: str = "pareto.json") -> tuple[Any, float]:
+    """The study as a subprocess (``infersearch -m``); its ``product`` file, read, and its wall time."""
     cmd = [
         sys.executable,
         "-m",
@@ -286,9 +287,9 @@ def run_study(model: str, overrides: list[str], out: Path) -> tuple[list[dict], 
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - t0
-    if proc.returncode != 0 or not (out / "pareto.json").exists():
+    if proc.returncode != 0 or not (out / product).exists():
         sys.exit(f"study failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return json.loads((out / "pareto.json").read_text()), wall
+    return json.loads((out / product).read_text()), wall
 
 
 def pick(members: list[dict], bs: int) -> tuple[dict, str]:
