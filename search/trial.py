@@ -24,6 +24,7 @@ from infersearch.device import capabilities, resolve, set_tf32
 from infersearch.engines import BuildContext, Runner, get_engine
 from infersearch.engines.decode import lm_runner, plan_lm
 from infersearch.engines.decode_onnx import onnx_lm_runner
+from infersearch.engines.decode_openvino import openvino_lm_runner
 from infersearch.errors import ConfigError, TrialRejected
 from infersearch.measure.agreement import check as check_agreement
 from infersearch.measure.anchor import (
@@ -171,6 +172,8 @@ def build(cfg: Config, model_cfg: Any, sw: _Stopwatch | None = None, early: bool
         ctx = BuildContext(device, cfg.precision, threads, calibration, Path(workdir.name), cfg.quant.group_size)
         if task.generation and cfg.engine == "onnxruntime":
             runner = onnx_lm_runner(model, qplan, ctx, cfg.gen)
+        elif task.generation and cfg.engine == "openvino":
+            runner = openvino_lm_runner(model, qplan, ctx, cfg.gen)
         elif task.generation:
             runner = lm_runner(model, qplan, ctx, cfg.gen, cfg.compile.mode if cfg.engine == "compile" else None)
         else:

@@ -98,13 +98,19 @@ def runner_model_weight(runner):
     )
 
 
-@pytest.mark.parametrize(("bits", "method"), [(32, "none"), (4, "onnxruntime-matmulnbits-int4")])
-def test_onnx_runtime_runs_the_exported_decoder_with_its_cache_fed_back(bits, method, tmp_path):
+@pytest.mark.parametrize(
+    ("engine", "bits", "method"),
+    [("onnxruntime", 32, "none"), ("onnxruntime", 4, "onnxruntime-matmulnbits-int4"), ("openvino", 32, "none"),
+     ("openvino", 4, "nncf-int4-weights")],
+)  # fmt: skip
+def test_deployment_engines_run_the_exported_decoder_with_its_cache_fed_back(engine, bits, method, tmp_path):
     from infersearch.engines.decode_onnx import onnx_lm_runner
+    from infersearch.engines.decode_openvino import openvino_lm_runner
 
+    build = onnx_lm_runner if engine == "onnxruntime" else openvino_lm_runner
     model, ids = _model(), torch.randint(0, 320, (3, 32), generator=torch.Generator().manual_seed(4))
-    ctx = BuildContext("cpu", "fp32", 1, ids[:1], tmp_path, 32)
-    runner = onnx_lm_runner(_model(), QuantPlan(bits, method, "real"), ctx, GenConfig(8, 8))
+    runner = build(_model(), QuantPlan(bits, method, "real"), BuildContext("cpu", "fp32", 1, ids[:1], tmp_path, 32),
+                   GenConfig(8, 8))  # fmt: skip
     with torch.no_grad():
         full = model(ids[:, :13]).logits
     step = torch.as_tensor(runner.run(runner.prepare(ids)))[:, -1]
@@ -113,23 +119,17 @@ def test_onnx_runtime_runs_the_exported_decoder_with_its_cache_fed_back(bits, me
         assert torch.allclose(step, full[:, 12], atol=1e-4) and torch.allclose(first, full[:, 7], atol=1e-4)
         assert torch.allclose(runner(ids[:, :13]), full, atol=1e-4)
         assert torch.equal(step.argmax(-1), full[:, 12].argmax(-1))  # greedy picks the same token
-    else:  # int4 weights (MatMulNBits, block 32): close, and a smaller file
+    else:  # int4 weights in groups of 32: close, and a smaller file than the same engine's fp32
+        fp32 = build(_model(), FP32, BuildContext("cpu", "fp32", 1, ids[:1], tmp_path / "f", 32), GenConfig(8, 8))
         cos = torch.nn.functional.cosine_similarity(step.flatten(), full[:, 12].flatten(), dim=0)
-        assert (
-            cos > 0.98
-            and runner.size_mb
-            < 0.7
-            * onnx_lm_runner(
-                _model(), FP32, BuildContext("cpu", "fp32", 1, ids[:1], tmp_path / "f", 32), GenConfig(8, 8)
-            ).size_mb
-        )
+        # smaller: on this toy model NNCF keeps the embeddings (a third of it) int8, so not 8x smaller
+        assert cos > 0.98 and runner.size_mb < 0.9 * fp32.size_mb, (cos, runner.size_mb, fp32.size_mb)
 
 
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
         (["gen.prompt_tokens=0"], "gen: prompt_tokens and new_tokens must be >= 1, got 0, 8"),
-        (["engine=openvino"], "openvino does not take language models yet; allowed for a language model"),
         (["engine=onnxruntime", "precision=bf16"], "with onnxruntime for a language model: allowed fp32 on cpu"),
         (["quant.bits=4", "precision=fp32"], "use precision=bf16"),
         (["quant.bits=8", "precision=bf16", "quant.scheme=dynamic"], "allowed weight_only (or auto)"),
@@ -155,7 +155,8 @@ def test_counts_of_tokens_are_not_secrets_but_a_token_is():
 def test_a_language_model_study_measures_ttft_tpot_and_exports_a_model_that_generates(tmp_path, cache_dir):
     out = tmp_path / "lm"
     proc = run_cli("-m", *TINY_LM, f"cache_dir={cache_dir}", "study.name=lm", f"study.output_dir={out}",
-                   "study.n_trials=5", "tracking=disabled", "engine=choice(eager,onnxruntime)", "precision=fp32",
+                   "study.n_trials=5", "tracking=disabled", "precision=fp32",
+                   "engine=choice(eager,onnxruntime,openvino)",
                    "quant.bits=choice(32,4)", "prune.depth=choice(0.0,0.5)",
                    timeout=900)  # fmt: skip
     text = proc.stdout + proc.stderr
@@ -169,7 +170,7 @@ def test_a_language_model_study_measures_ttft_tpot_and_exports_a_model_that_gene
     assert study.metric_names == ["perplexity", "tpot_ms"]  # optuna's own tools name the objectives
     assert "TPOT speed-up" in text and "ttft_ms" in text and "perplexity drop" in text
     manifest = json.loads((out / "model" / "manifest.json").read_text())
-    formats = ("hf-causal-lm", "hf-config+torchao-state", "onnx-causal-lm")
+    formats = ("hf-causal-lm", "hf-config+torchao-state", "onnx-causal-lm", "openvino-causal-lm")
     assert manifest["format"] in formats and "tokenizer.json" in manifest["files"]
     assert manifest["input"] == {"name": "input_ids", "shape": ["batch", "tokens"], "dtype": "int64"}
     # the manifest's own recipe loads it and generates

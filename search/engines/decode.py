@@ -25,7 +25,7 @@ from infersearch.errors import UnsupportedError, library_step
 from infersearch.measure.footprint import serialized_mb
 from infersearch.passes.quantize import QuantPlan, quantize_lm
 
-LM_ENGINES = ("eager", "compile", "onnxruntime")
+LM_ENGINES = ("eager", "compile", "onnxruntime", "openvino")
 
 
 def plan_lm(engine: str, bits: int, caps: Capabilities, precision: str, scheme: str) -> QuantPlan:
@@ -35,8 +35,12 @@ def plan_lm(engine: str, bits: int, caps: Capabilities, precision: str, scheme: 
             "engine",
             f"{engine} does not take language models yet; allowed for a language model: {', '.join(LM_ENGINES)}",
         )
-    if engine == "onnxruntime":
-        return _plan_onnx(bits, caps, precision, scheme)
+    if engine in ("onnxruntime", "openvino"):
+        from infersearch.engines import get_engine
+
+        get_engine(engine).require()  # not installed: one line with the pip command
+        plan = _plan_onnx if engine == "onnxruntime" else _plan_openvino
+        return plan(bits, caps, precision, scheme)
     caps.check_precision(precision, memory_bound=True)
     if bits == 32:
         return QuantPlan(32, "none", "none")
@@ -71,6 +75,20 @@ def _plan_onnx(bits: int, caps: Capabilities, precision: str, scheme: str) -> Qu
     allowed = "dynamic (or auto)" if bits == 8 else "weight_only (or auto)"
     raise UnsupportedError("quant.scheme", f"{scheme} with quant.bits={bits} on onnxruntime for a language model: "
                                            f"allowed {allowed}")  # fmt: skip
+
+
+def _plan_openvino(bits: int, caps: Capabilities, precision: str, scheme: str) -> QuantPlan:
+    """OpenVINO's CPU path (decode_openvino.py): fp32, or bf16 where the CPU has it; NNCF weight compression."""
+    if caps.device != "cpu" or precision not in ("fp32", "bf16"):
+        raise UnsupportedError("precision", f"{precision} on {caps.device} with openvino for a language model: "
+                                            "allowed fp32, bf16 on cpu")  # fmt: skip
+    caps.check_precision(precision)  # OpenVINO converts bf16 without native instructions: slower, refused
+    if bits == 32:
+        return QuantPlan(32, "none", "none")
+    if scheme not in ("auto", "weight_only"):
+        raise UnsupportedError("quant.scheme", f"{scheme} on openvino for a language model: allowed weight_only "
+                                               "(or auto), NNCF's weight compression")  # fmt: skip
+    return QuantPlan(bits, f"nncf-int{bits}-weights", "real")
 
 
 @dataclass

@@ -97,7 +97,6 @@ def quantize(path: Path, qplan: QuantPlan, group_size: int, out: Path) -> Path:
 def onnx_lm_runner(model: nn.Module, qplan: QuantPlan, ctx: BuildContext, gen: GenConfig) -> Runner:
     import onnxruntime as ort
 
-    layers, kv, hd = _shape(model)
     with library_step("export", "onnxruntime"):
         path = export(model, ctx.workdir / "model.onnx")
     with library_step("quantize", "onnxruntime"):
@@ -107,47 +106,46 @@ def onnx_lm_runner(model: nn.Module, qplan: QuantPlan, ctx: BuildContext, gen: G
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     with library_step("compile", "onnxruntime"):
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    at, names = gen.context, [f"past_{i}" for i in range(2 * layers)]
-
-    def empty(batch: int) -> dict[str, np.ndarray]:
-        return {n: np.zeros((batch, kv, 0, hd), np.float32) for n in names}
-
-    def logits(ids: np.ndarray, past: dict[str, np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        out = session.run(None, {"input_ids": ids, **past})
-        return out[0], out[1:]
-
-    def prepare(x: torch.Tensor) -> dict[str, np.ndarray]:
-        reps = -(-(at + 1) // x.shape[1])
-        ids = np.ascontiguousarray(x.repeat(1, reps)[:, : at + 1].numpy().astype(np.int64))
-        _, present = logits(ids[:, :at], empty(len(ids)))
-        return {"input_ids": ids[:, at:], **dict(zip(names, present))}
-
-    def forward(ids: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(logits(ids.numpy().astype(np.int64), empty(len(ids)))[0])
-
-    def prefill(x: torch.Tensor) -> Any:
-        ids = np.ascontiguousarray(x[:, : gen.prompt_tokens].numpy().astype(np.int64))
-        return logits(ids, empty(len(ids)))[0][:, -1]
 
     def save(target: Path) -> list[Path]:
         target.mkdir(parents=True, exist_ok=True)
         model.config.save_pretrained(target)
         return [Path(shutil.copy2(path, target / "model.onnx")), target / "config.json"]
 
+    settings = {"engine": "onnxruntime", "version": ort.__version__, "precision": "fp32", "kv_cache": "explicit",
+                "quantized": qplan.method, "intra_op_num_threads": ctx.threads}  # fmt: skip
+    return flat_kv_runner(model, gen, lambda feed: session.run(None, feed), file_mb(path), save, settings)
+
+
+def flat_kv_runner(model: nn.Module, gen: GenConfig, call, size_mb: float, save, settings: dict[str, Any]) -> Runner:
+    """A runner over a graph that takes ``input_ids`` and the past cache as ``past_*`` arrays and returns
+    ``(logits, *present)``: ``call(feed)`` runs it (ONNX Runtime's session, OpenVINO's compiled model)."""
+    layers, kv, hd = _shape(model)
+    at, names = gen.context, [f"past_{i}" for i in range(2 * layers)]
+
+    def empty(batch: int) -> dict[str, np.ndarray]:
+        return {n: np.zeros((batch, kv, 0, hd), np.float32) for n in names}
+
+    def prepare(x: torch.Tensor) -> dict[str, np.ndarray]:
+        reps = -(-(at + 1) // x.shape[1])
+        ids = np.ascontiguousarray(x.repeat(1, reps)[:, : at + 1].numpy().astype(np.int64))
+        present = call({"input_ids": ids[:, :at], **empty(len(ids))})[1:]
+        return {"input_ids": ids[:, at:], **dict(zip(names, present))}
+
+    def forward(ids: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(call({"input_ids": ids.numpy().astype(np.int64), **empty(len(ids))})[0]))
+
+    def prefill(x: torch.Tensor) -> Any:
+        ids = np.ascontiguousarray(x[:, : gen.prompt_tokens].numpy().astype(np.int64))
+        return call({"input_ids": ids, **empty(len(ids))})[0][:, -1]
+
     return Runner(
         prepare=prepare,
-        run=lambda feed: session.run(["logits"], feed)[0],  # the present cache is not kept: the same step again
+        run=lambda feed: call(feed)[0],  # the present cache is not kept: the same step again next time
         to_torch=lambda y: torch.from_numpy(np.asarray(y)),
-        size_mb=file_mb(path),
+        size_mb=size_mb,
         save=save,
-        settings={
-            "engine": "onnxruntime",
-            "version": ort.__version__,
-            "precision": "fp32",
-            "kv_cache": "explicit",
-            "quantized": qplan.method,
-            "intra_op_num_threads": ctx.threads,
-        },  # fmt: skip
+        settings=settings,
         forward=forward,
         prefill=prefill,
     )

@@ -48,6 +48,19 @@ LOAD = {
         "    ids = np.concatenate([ids, logits[:, -1:].argmax(-1)], axis=1)\n"
         "y = ids"
     ),
+    "openvino-causal-lm": (
+        "import numpy as np, openvino as ov, json\nfrom tokenizers import Tokenizer\n"
+        "c, tok = json.load(open('config.json')), Tokenizer.from_file('tokenizer.json')\n"
+        "compiled = ov.Core().compile_model('model.xml', 'CPU', {{'INFERENCE_PRECISION_HINT': {hint!r}}})\n"
+        "kv, hd = c['num_key_value_heads'], c.get('head_dim') or c['hidden_size'] // c['num_attention_heads']\n"
+        "past = {f'past_{{i}}': np.zeros((1, kv, 0, hd), np.float32) for i in range(2 * c['num_hidden_layers'])}\n"
+        "ids = np.array([tok.encode(text).ids], np.int64)\n"
+        "for _ in range(32):  # greedy, the KV cache fed back\n"
+        "    logits, *present = compiled({{'input_ids': ids[:, -1:] if _ else ids, **past}}).values()\n"
+        "    past = dict(zip(past, present))\n"
+        "    ids = np.concatenate([ids, logits[:, -1:].argmax(-1)], axis=1)\n"
+        "y = ids"
+    ),
     "hf-config+torchao-state": (
         "import torch, torchao  # noqa: F401 (its tensor types)\n"
         "from transformers import AutoConfig, AutoModelForCausalLM\nfrom tokenizers import Tokenizer\n"
@@ -63,6 +76,8 @@ def _format(files: list[Path]) -> str:
     suffixes = {f.name for f in files}
     if {"model.onnx", "config.json"} <= suffixes:
         return "onnx-causal-lm"
+    if {"model.xml", "config.json"} <= suffixes:
+        return "openvino-causal-lm"
     if "model_state.pt" in suffixes:
         return "hf-config+torchao-state"
     if "config.json" in suffixes:
@@ -105,7 +120,7 @@ def export_trial(trial: FrozenTrial, out_dir: Path, metrics: dict[str, Any] | No
         "metrics": metrics or a.metrics,
         "env": a.env,
         "config": stored,
-        "load": LOAD[fmt].format(hint=hint) if fmt == "openvino-ir" else LOAD[fmt],
+        "load": LOAD[fmt].format(hint=hint) if fmt.startswith("openvino") else LOAD[fmt],
     }
     atomic_write_text(staging / "manifest.json", json.dumps(manifest, indent=2, default=str))
     target = out_dir / "model"

@@ -1,0 +1,63 @@
+"""Language models on OpenVINO: the same flat-KV ONNX export as ONNX Runtime's (decode_onnx.py), read by
+OpenVINO, weights compressed by NNCF (``nncf.compress_weights``: int8 asymmetric per channel, or int4
+symmetric in groups of ``quant.group_size``, NNCF's defaults otherwise: the embeddings and the last layer stay
+int8), compiled for the CPU with an explicit inference precision (fp32, or bf16 where the CPU has it) and
+run with the cache fed back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from infersearch.config import GenConfig
+from infersearch.engines.base import BuildContext, Runner, file_mb
+from infersearch.engines.decode_onnx import export, flat_kv_runner
+from infersearch.errors import library_step
+from infersearch.passes.quantize import QuantPlan
+
+HINT = {"fp32": "f32", "bf16": "bf16"}
+
+
+def compress(ov_model, qplan: QuantPlan, group_size: int):
+    import nncf
+
+    if qplan.method == "nncf-int8-weights":
+        return nncf.compress_weights(ov_model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+    if qplan.method == "nncf-int4-weights":
+        return nncf.compress_weights(ov_model, mode=nncf.CompressWeightsMode.INT4_SYM, group_size=group_size)
+    return ov_model
+
+
+def openvino_lm_runner(model: nn.Module, qplan: QuantPlan, ctx: BuildContext, gen: GenConfig) -> Runner:
+    import openvino as ov
+
+    core = ov.Core()
+    with library_step("convert", "openvino"):
+        ov_model = core.read_model(str(export(model, ctx.workdir / "model.onnx")))
+    with library_step("quantize", "nncf"):
+        ov_model = compress(ov_model, qplan, ctx.group_size)
+    config = {"INFERENCE_PRECISION_HINT": HINT[ctx.precision], "INFERENCE_NUM_THREADS": ctx.threads,
+              "PERFORMANCE_HINT": "LATENCY"}  # fmt: skip
+    with library_step("compile", "openvino"):
+        compiled = core.compile_model(ov_model, "CPU", config)
+    request = compiled.create_infer_request()
+    xml = ctx.workdir / "model.xml"
+    ov.save_model(ov_model, xml, compress_to_fp16=False)
+
+    def call(feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        out = request.infer(feed)
+        return [np.array(out[o], copy=True) for o in compiled.outputs]  # the request's buffers are reused
+
+    def save(target: Path) -> list[Path]:
+        target.mkdir(parents=True, exist_ok=True)
+        ov.save_model(ov_model, target / "model.xml", compress_to_fp16=False)
+        model.config.save_pretrained(target)
+        return [target / "model.xml", target / "model.bin", target / "config.json"]
+
+    settings = {"engine": "openvino", "version": ov.__version__, "precision_hint": HINT[ctx.precision],
+                "inference_precision": compiled.get_property("INFERENCE_PRECISION_HINT").to_string(),
+                "kv_cache": "explicit", "quantized": qplan.method, "threads": ctx.threads}  # fmt: skip
+    return flat_kv_runner(model, gen, call, file_mb(xml, xml.with_suffix(".bin")), save, settings)
