@@ -205,3 +205,11 @@ def test_a_hugging_face_model_from_a_local_directory(tmp_path, cache_dir):
     result = json.loads((tmp_path / "run" / "trial.json").read_text())
     assert result["metric"]["name"] == "perplexity" and result["env"]["baseline_source"] == "checkpoint"
     assert result["metrics"]["tpot_ms"] > 0 and "TTFT ms (p50)" in proc.stdout
+
+
+def test_every_load_recipe_in_a_manifest_is_valid_python():
+    from infersearch.study.export import LOAD
+
+    for fmt, template in LOAD.items():
+        recipe = template.format(hint="f32") if fmt.startswith("openvino") else template
+        compile(recipe, fmt, "exec")  # a syntax error or a stray brace fails here, not in a user's hands

@@ -53,7 +53,7 @@ LOAD = {
         "c, tok = json.load(open('config.json')), Tokenizer.from_file('tokenizer.json')\n"
         "compiled = ov.Core().compile_model('model.xml', 'CPU', {{'INFERENCE_PRECISION_HINT': {hint!r}}})\n"
         "kv, hd = c['num_key_value_heads'], c.get('head_dim') or c['hidden_size'] // c['num_attention_heads']\n"
-        "past = {f'past_{{i}}': np.zeros((1, kv, 0, hd), np.float32) for i in range(2 * c['num_hidden_layers'])}\n"
+        "past = {{f'past_{{i}}': np.zeros((1, kv, 0, hd), np.float32) for i in range(2 * c['num_hidden_layers'])}}\n"
         "ids = np.array([tok.encode(text).ids], np.int64)\n"
         "for _ in range(32):  # greedy, the KV cache fed back\n"
         "    logits, *present = compiled({{'input_ids': ids[:, -1:] if _ else ids, **past}}).values()\n"
