@@ -107,7 +107,9 @@ def test_a_killed_worker_loses_nothing_and_the_rerun_completes_the_budget(tmp_pa
 
 
 def run_workers(cache_dir: Path, tmp_path: Path, name: str, storage: str, n: int = 3, budget: int = 6):
-    cmd = command(cache_dir, name, storage, tmp_path / name, f"study.n_trials={budget}", f"study.seed={0}")
+    # trials run in each worker's own process (isolate=false): what is shared here is the storage, not the trials
+    args = (f"study.n_trials={budget}", "isolate=false", "study.seed=0")  # each worker's seed replaces the last
+    cmd = command(cache_dir, name, storage, tmp_path / name, *args)
     procs = [
         subprocess.Popen(
             [*cmd[:-1], f"study.seed={i}"],
