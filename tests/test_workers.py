@@ -76,14 +76,14 @@ def test_a_killed_worker_loses_nothing_and_the_rerun_completes_the_budget(tmp_pa
     killed = False
     while time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
+        now = datetime.datetime.now()  # before the read: on a busy machine the read itself may take 0.3 s
         try:
             study = optuna.load_study(study_name="kill", storage=storage)
         except KeyError:
             continue
-        now = datetime.datetime.now()
         running = [
             t for t in study.trials if t.state == TrialState.RUNNING and (now - t.datetime_start).total_seconds() > 0.3
-        ]  # a launched job, not a reuse being told
+        ]  # a launched job, not a reuse being told: still running when read, begun over 0.3 s before
         if len(measured(study)) >= 1 and running:
             proc.send_signal(signal.SIGKILL)  # mid-trial: no clean-up runs
             proc.wait()
