@@ -41,7 +41,10 @@ TINY = [
 
 # A test study logs nothing to W&B, confirms nothing and exports nothing unless the test turns that on
 # (tracking=wandb, study.confirm=true, study.export=true): conf/config.yaml keeps the full study as the default.
-QUIET = ["tracking=disabled", "study.confirm=false", "study.export=false"]
+# Nor does it isolate its trials (isolate=true: a fork server that imports torch and the engines, then a process
+# per trial, about 2 s a study here) unless the test is about what isolation does: crashes, the warnings and
+# log lines relayed from trial processes, the full default study (the lifecycle, test_schedule's verdicts).
+QUIET = ["tracking=disabled", "study.confirm=false", "study.export=false", "isolate=false"]
 
 
 def quiet(args: tuple[str, ...] | list[str]) -> list[str]:
@@ -136,7 +139,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 @dataclass
 class Lifecycle:
     """One study through its life, for several test files to read (test_study, test_tracking): six trials
-    of the default space with W&B (offline), confirmation and export on; a top-up to eight; the report
+    of the default space with W&B (offline), confirmation, export and trial isolation on; a top-up to eight; the report
     rebuilt from storage alone; a basic-sweeper grid of four jobs into the same study. ``first`` and
     ``topped_up`` are copies of the study folder after those runs; ``out`` is the folder at the end."""
 
@@ -159,7 +162,7 @@ def _ran(proc: subprocess.CompletedProcess) -> str:
 @pytest.fixture(scope="session")
 def lifecycle(tmp_path_factory, cache_dir) -> Lifecycle:
     tmp = tmp_path_factory.mktemp("lifecycle")
-    name, on = "s1", ("tracking=wandb", "study.confirm=true", "study.export=true")
+    name, on = "s1", ("tracking=wandb", "study.confirm=true", "study.export=true", "isolate=true")
     proc, out = sweep(tmp, cache_dir, name, "study.n_trials=6", *on)
     first_log, first = _ran(proc), shutil.copytree(out, tmp / "first")
     # a top-up may recommend a faster variant up to max_drop less accurate: that exit 5 is test_schedule's subject

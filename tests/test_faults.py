@@ -102,7 +102,7 @@ FAULTS = {
 def test_a_failure_mix_records_each_trials_one_line_error_and_the_study_goes_on(tmp_path, cache_dir):
     faults = ",".join([*FAULTS, "none"])
     proc, out = crashy_sweep(tmp_path, cache_dir, "faults", "study.n_trials=5", "study.sampler=grid",
-                             "study.max_drop=null", f"+fault=choice({faults})")  # fmt: skip
+                             "study.max_drop=null", f"+fault=choice({faults})", "isolate=true")  # fmt: skip
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     trials = {t.params["+fault"]: t for t in load(out, "faults").trials}  # the storage opens: intact

@@ -56,6 +56,7 @@ def test_a_roc_auc_study_names_its_objective_and_columns_after_the_metric(tmp_pa
         "study.confirm=false",
         "study.export=false",
         "tracking=disabled",
+        "isolate=false",
         "study.max_drop=0.02",
         "space=none",
         "quant.bits=choice(32,8)",

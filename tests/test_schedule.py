@@ -36,12 +36,12 @@ onnxruntime.InferenceSession.run = run
 # The tiny model's 15 ms rounds often cross the machine-state gate, and a run the gate calls disturbed is not
 # compared: this test is about the verdict, so the gate is opened wide.
 # The previous recommendation is compared by re-timing it beside this run's: the confirmation is on, and this
-# test runs the full study (export, W&B) as before the tests' quiet defaults. On this branch's base it is flaky
-# on 2 cores: the slowed run's confirmation moves trial 0 off the front and the batch-1 trial is recommended on
-# its unconfirmed first measurement, within the margin (exit 0); main's "recommendations only from confirmed
-# figures" addresses that.
+# test runs the full study (export, W&B, isolated trials) as before the tests' quiet defaults. On this branch's
+# base it is flaky on 2 cores: the slowed run's confirmation moves trial 0 off the front and the batch-1 trial is
+# recommended on its unconfirmed first measurement, within the margin (exit 0); main's "recommendations only from
+# confirmed figures" addresses that.
 ORT = ["engine=onnxruntime", "precision=fp32", "quant.bits=32", "batch_size=choice(1,4)", "prune.ratio=0.0",
-       "measure.max_state=10", "study.confirm=true", "study.export=true", "tracking=wandb"]  # fmt: skip
+       "measure.max_state=10", "study.confirm=true", "study.export=true", "tracking=wandb", "isolate=true"]  # fmt: skip
 
 
 def test_a_slower_engine_exits_5_and_a_changed_rule_is_reported_and_compared_under_it(tmp_path, cache_dir):
@@ -93,7 +93,8 @@ def _regression_alert_fires_on(regressed: str, ok: str, folder) -> None:
 
 def test_an_unchanged_study_topped_up_five_times_never_exits_5(tmp_path, cache_dir):
     space = ["engine=choice(eager,onnxruntime)", "precision=fp32", "quant.bits=32", "batch_size=choice(1,4)",
-             "prune.ratio=choice(0.0,0.5)", "study.max_drop=null", "study.confirm=true", "tracking=wandb"]  # fmt: skip
+             "prune.ratio=choice(0.0,0.5)", "study.max_drop=null", "study.confirm=true", "tracking=wandb",
+             "isolate=true"]  # fmt: skip
     codes, picks = [], []
     for n in range(2, 8):  # a first run, then five top-ups of one trial each; W&B logging on (offline)
         proc, out = sweep(tmp_path, cache_dir, "topup", f"study.n_trials={n}", *space)

@@ -146,6 +146,7 @@ def test_a_changed_checkpoint_is_refused_by_the_study(tmp_path):
         "study.confirm=false",
         "study.export=false",
         "tracking=disabled",
+        "isolate=false",
         "space=none",
         "batch_size=choice(1,2)",
     )

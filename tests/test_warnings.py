@@ -30,7 +30,7 @@ def test_a_warning_in_every_trial_process_is_shown_once():
 
 @pytest.mark.slow
 def test_a_study_prints_no_warning_line_twice(tmp_path, cache_dir):
-    args = ["study.n_trials=2", "engine=onnxruntime", "quant.bits=choice(8,32)", "study.max_drop=null"]
+    args = ["study.n_trials=2", "engine=onnxruntime", "quant.bits=choice(8,32)", "study.max_drop=null", "isolate=true"]
     proc, _ = sweep(tmp_path, cache_dir, "warn", *args, "tracking=disabled")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]

@@ -100,14 +100,14 @@ def _kill_mid_trial(cmd: list[str], storage: str) -> bool:
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
+        now = datetime.datetime.now()  # before the read: on a busy machine the read itself may take 0.3 s
         try:
             study = optuna.load_study(study_name="kill", storage=storage)
         except KeyError:
             continue
-        now = datetime.datetime.now()
         running = [
             t for t in study.trials if t.state == TrialState.RUNNING and (now - t.datetime_start).total_seconds() > 0.3
-        ]  # a launched job, not a reuse being told
+        ]  # a launched job, not a reuse being told: still running when read, begun over 0.3 s before
         if len(measured(study)) >= 1 and running:
             proc.send_signal(signal.SIGKILL)  # mid-trial: no clean-up runs
             proc.wait()
@@ -118,7 +118,9 @@ def _kill_mid_trial(cmd: list[str], storage: str) -> bool:
 
 
 def run_workers(cache_dir: Path, tmp_path: Path, name: str, storage: str, n: int = 3, budget: int = 6):
-    cmd = command(cache_dir, name, storage, tmp_path / name, f"study.n_trials={budget}", f"study.seed={0}")
+    # trials run in each worker's own process (isolate=false): what is shared here is the storage, not the trials
+    args = (f"study.n_trials={budget}", "isolate=false", "study.seed=0")  # each worker's seed replaces the last
+    cmd = command(cache_dir, name, storage, tmp_path / name, *args)
     procs = [
         subprocess.Popen(
             [*cmd[:-1], f"study.seed={i}"],
