@@ -112,7 +112,7 @@ def independent(model_dir: Path, stored_config: dict) -> dict:
     study's cache (twice each): the baseline says which state the machine is in at that moment."""
     import torch
 
-    from infersearch.trial import _batch, rebuild
+    from infersearch.trial import batch_of, rebuild
 
     manifest = json.loads((model_dir / "manifest.json").read_text())
     bs, threads = int(manifest["params"]["batch_size"]), int(manifest["env"]["threads"])
@@ -121,7 +121,7 @@ def independent(model_dir: Path, stored_config: dict) -> dict:
     x = np.random.default_rng(0).standard_normal((bs, *manifest["input"]["shape"][1:])).astype(np.float32)
     _, built = rebuild(stored_config)
     torch.set_num_threads(threads)
-    ref, xb = built.base.fresh().eval(), _batch(built.task, bs)
+    ref, xb = built.base.fresh().eval(), batch_of(built.task, bs)
     base = torch.no_grad()(lambda x: ref(x))
     for _ in range(20):
         run(x), base(xb)

@@ -21,8 +21,7 @@ from infersearch.cache import atomic_write_text
 from infersearch.device import capabilities, resolve
 from infersearch.measure.latency import Timing, measure_interleaved
 from infersearch.report_table import table
-from infersearch.trial import _batch as batch_of
-from infersearch.trial import build
+from infersearch.trial import batch_of, build
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {

@@ -26,7 +26,7 @@ from infersearch.device import capabilities
 from infersearch.measure.anchor import round_ratio
 from infersearch.measure.latency import Timing, measure_interleaved
 from infersearch.report_table import table
-from infersearch.trial import _batch, build
+from infersearch.trial import batch_of, build
 
 ROOT = Path(__file__).resolve().parents[1]
 REPEATS = 5
@@ -44,7 +44,7 @@ def main(overrides: list[str]) -> dict:
     base = built.base.fresh()
     rows, results = [], {}
     for bs in (1, 32):
-        x = _batch(built.task, bs)
+        x = batch_of(built.task, bs)
         native = built.runner.prepare(x)
         fns = {"variant": lambda: built.runner.run(native), "baseline": lambda: base(x)}
         m = cfg.measure

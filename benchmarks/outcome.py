@@ -29,7 +29,7 @@ from infersearch.device import capabilities
 from infersearch.measure.latency import Timing, measure_interleaved
 from infersearch.report_table import table
 from infersearch.study.pareto import non_dominated
-from infersearch.trial import _batch, rebuild
+from infersearch.trial import batch_of, rebuild
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "outputs" / "outcome"
@@ -71,11 +71,11 @@ def side_by_side(members: list[FrozenTrial], bs: int) -> list[dict[str, Any]]:
     fns, built = {}, {}
     for t in members:
         cfg, b = rebuild(dict(t.user_attrs["config"]))
-        native = b.runner.prepare(_batch(b.task, bs))
+        native = b.runner.prepare(batch_of(b.task, bs))
         fns[str(t.number)] = (lambda run, x: lambda: run(x))(b.runner.run, native)
         built[t.number] = b
     base = b.base.fresh()
-    x = _batch(b.task, bs)
+    x = batch_of(b.task, bs)
     fns["fp32 eager"] = lambda: base(x)
     m = cfg.measure
     stats = measure_interleaved(fns, bs, Timing.of(m).longer(2, 6, 2))

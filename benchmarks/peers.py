@@ -55,8 +55,7 @@ from infersearch.measure.latency import Timing, measure_interleaved
 from infersearch.models.task import Task
 from infersearch.models.training import evaluate
 from infersearch.report_table import table
-from infersearch.trial import _batch as batch_of
-from infersearch.trial import build
+from infersearch.trial import batch_of, build
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCHES = (1, 32)

@@ -46,13 +46,13 @@ def time_ratios(overrides: list[str], repeats: int) -> list[float]:
     from infersearch.__main__ import to_config
     from infersearch.measure.anchor import round_ratio
     from infersearch.measure.latency import Timing, measure_interleaved
-    from infersearch.trial import _batch, build
+    from infersearch.trial import batch_of, build
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["study.name=disturb", *overrides])
     typed = to_config(cfg)
     built = build(typed, cfg.model)
-    x = _batch(built.task, typed.batch_size)
+    x = batch_of(built.task, typed.batch_size)
     native, reference = built.runner.prepare(x), built.base.fresh()
     fns = {"variant": lambda: built.runner.run(native), "baseline": lambda: reference(x)}
     m, out = typed.measure, []

@@ -229,7 +229,7 @@ def baseline_call(base: Baseline, x: torch.Tensor, device: str, gen: GenConfig) 
 def _time(b: Built, cfg: Config, device: str, device_name: str, sw: _Stopwatch) -> _Timed:
     """The variant, and the baseline beside it in the same rounds (anchored: through the state gate); a
     language model's decode step so, then its prefill so."""
-    x = _batch(b.task, cfg.batch_size)
+    x = batch_of(b.task, cfg.batch_size)
     native = b.runner.prepare(x)
     reference, call, prefill = baseline_call(b.base, x, device, cfg.gen)
     phases = {"": {"variant": lambda: b.runner.run(native), "baseline": call}}
@@ -359,7 +359,7 @@ def _finite(v: float) -> bool:
     return v == v and v not in (float("inf"), float("-inf"))
 
 
-def _batch(task: Task, batch_size: int) -> torch.Tensor:
+def batch_of(task: Task, batch_size: int) -> torch.Tensor:
     """A batch of real validation inputs (only the first batches are read), repeated when the split is
     smaller than the batch."""
     x = task.splits.val.take(batch_size)

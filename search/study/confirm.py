@@ -57,7 +57,7 @@ def measure_members(configs: dict[str, dict[str, Any]], measure: dict[str, Any],
 
     from infersearch.cache import TensorCache
     from infersearch.device import capabilities, resolve
-    from infersearch.trial import _batch, baseline_call, rebuild
+    from infersearch.trial import baseline_call, batch_of, rebuild
 
     by_batch: dict[int, dict[str, dict[str, Any]]] = {}
     for number, stored in configs.items():
@@ -67,12 +67,12 @@ def measure_members(configs: dict[str, dict[str, Any]], measure: dict[str, Any],
         fns, anchor = {}, None
         for number, stored in group.items():
             cfg, built = rebuild(stored | {"measure": measure, "cache_dir": cache_dir})
-            native = built.runner.prepare(_batch(built.task, bs))
+            native = built.runner.prepare(batch_of(built.task, bs))
             fns[number] = (lambda run, x: lambda: run(x))(built.runner.run, native)
         m, device = cfg.measure, resolve(cfg.device)
         timing = Timing.of(m).longer(ROUNDS_FACTOR, TIME_FACTOR, ROUNDS_FACTOR)
         if m.anchor:  # the baseline joins the rounds, so confirmed figures are anchored like the first ones
-            fns[BASELINE] = baseline_call(built.base, _batch(built.task, bs), device, cfg.gen)[1]
+            fns[BASELINE] = baseline_call(built.base, batch_of(built.task, bs), device, cfg.gen)[1]
             threads, cache = torch.get_num_threads(), TensorCache(cache_dir)
             book = AnchorBook(built.base.key, device, capabilities(device).name, threads, m, cache)
             stats, anchor = time_anchored(fns, bs, timing, device, book, CONFIRM_BAND)
