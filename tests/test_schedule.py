@@ -34,14 +34,17 @@ def run(self, *args, **kwargs):
 onnxruntime.InferenceSession.run = run
 """
 # The tiny model's 15 ms rounds often cross the machine-state gate, and a run the gate calls disturbed is not
-# compared: this test is about the verdict, so the gate is opened wide.
+# compared: this test is about the verdict, so the gate is opened wide, for the baseline's state and for other
+# programs' CPU (with another program on 0.9 of the 2 cores, the slowed run's previous recommendation stayed
+# disturbed, was not compared, and the run exited 0: a full run of this suite at 10:47 today).
 # The previous recommendation is compared by re-timing it beside this run's: the confirmation is on, and this
 # test runs the full study (export, W&B, isolated trials) as before the tests' quiet defaults. On this branch's
 # base it is flaky on 2 cores: the slowed run's confirmation moves trial 0 off the front and the batch-1 trial is
 # recommended on its unconfirmed first measurement, within the margin (exit 0); main's "recommendations only from
 # confirmed figures" addresses that.
 ORT = ["engine=onnxruntime", "precision=fp32", "quant.bits=32", "batch_size=choice(1,4)", "prune.ratio=0.0",
-       "measure.max_state=10", "study.confirm=true", "study.export=true", "tracking=wandb", "isolate=true"]  # fmt: skip
+       "measure.max_state=10", "measure.max_foreign_cores=64",
+       "study.confirm=true", "study.export=true", "tracking=wandb", "isolate=true"]  # fmt: skip
 
 
 def test_a_slower_engine_exits_5_and_a_changed_rule_is_reported_and_compared_under_it(tmp_path, cache_dir):
