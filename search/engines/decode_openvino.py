@@ -1,8 +1,8 @@
 """Language models on OpenVINO: the same flat-KV ONNX export as ONNX Runtime's (decode_onnx.py), read by
 OpenVINO, weights compressed by NNCF (``nncf.compress_weights``: int8 asymmetric per channel, or int4
-symmetric in groups of ``quant.group_size``, NNCF's defaults otherwise: the embeddings and the last layer stay
-int8), compiled for the CPU with an explicit inference precision (fp32, or bf16 where the CPU has it) and
-run with the cache fed back.
+symmetric in groups of ``quant.group_size``; a layer whose width the group does not divide is left as it is,
+as torchao does; NNCF's defaults otherwise: the embeddings and the last layer stay int8), compiled for the
+CPU with an explicit inference precision (fp32, or bf16 where the CPU has it) and run with the cache fed back.
 """
 
 from __future__ import annotations
@@ -26,8 +26,13 @@ def compress(ov_model, qplan: QuantPlan, group_size: int):
 
     if qplan.method == "nncf-int8-weights":
         return nncf.compress_weights(ov_model, mode=nncf.CompressWeightsMode.INT8_ASYM)
-    if qplan.method == "nncf-int4-weights":
-        return nncf.compress_weights(ov_model, mode=nncf.CompressWeightsMode.INT4_SYM, group_size=group_size)
+    if qplan.method == "nncf-int4-weights":  # a layer whose width the group does not divide keeps its weights
+        from nncf.quantization.advanced_parameters import AdvancedCompressionParameters
+
+        keep = AdvancedCompressionParameters(group_size_fallback_mode=nncf.GroupSizeFallbackMode.IGNORE)
+        return nncf.compress_weights(
+            ov_model, mode=nncf.CompressWeightsMode.INT4_SYM, group_size=group_size, advanced_parameters=keep
+        )
     return ov_model
 
 
