@@ -115,6 +115,12 @@ def cli() -> None:
     modules live under ``infersearch.``, which a project's ``models`` or ``search`` package cannot shadow."""
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    if sys.argv[1:2] == ["report"]:  # every report file rebuilt from storage alone
+        del sys.argv[1]
+        from infersearch.report import main as report
+
+        report()
+        return
     if sys.argv[1:2] and sys.argv[1] in ("serve", "alerts", "serve-tune"):
         from infersearch.serve import cli as commands
 

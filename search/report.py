@@ -15,7 +15,7 @@ from infersearch.errors import ConfigError
 from infersearch.secrets import mask_url
 from infersearch.study.attrs import attrs_of
 from infersearch.study.report import summary_text, write_report
-from infersearch.study.storage import make_storage, open_study, storage_url
+from infersearch.study.storage import make_storage, open_study, quiet_design_warnings, storage_url
 from infersearch.tracking import Tracker
 
 log = logging.getLogger("infersearch.report")
@@ -43,6 +43,7 @@ def stored_metric(st: StudyConfig) -> tuple[str, str, bool]:
     """The model's metric (name, direction) as the sweeper (or a recorded trial) stored it in the study;
     accuracy for studies recorded before metrics had names."""
     url = storage_url(st)
+    quiet_design_warnings()  # the storage's heartbeat is experimental in Optuna, and used here on purpose
     try:
         study = optuna.load_study(study_name=st.name, storage=make_storage(url, st))
     except KeyError:  # no such study: open_study creates it empty, and main says so

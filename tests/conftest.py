@@ -169,7 +169,7 @@ def lifecycle(tmp_path_factory, cache_dir) -> Lifecycle:
     proc, _ = sweep(tmp, cache_dir, name, "study.n_trials=8", *on)
     topped_up_log, topped_up = _ran(proc), shutil.copytree(out, tmp / "topped_up")
     (out / "pareto.json").unlink()
-    report = run_cli(f"study.name={name}", f"study.output_dir={out}", module="infersearch.report")
+    report = run_cli("report", f"study.name={name}", f"study.output_dir={out}")  # the front door: infersearch report
     rebuilt = (out / "pareto.json").read_text() if report.returncode == 0 else ""
     grid = ("hydra/sweeper=basic", "prune.ratio=0,0.5", "quant.bits=32,8", "precision=fp32", "batch_size=4")
     grid_log = _ran(sweep(tmp, cache_dir, name, *grid, *on)[0])
