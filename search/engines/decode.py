@@ -4,7 +4,9 @@ What is timed is what a server does per output token: one decode step for every 
 with the KV cache, at the mean context of a generation (``gen.prompt_tokens + gen.new_tokens / 2``).
 The step writes its token at that position and the cache is cut back after it, so every timed call is
 the same step. The prefill of ``gen.prompt_tokens`` (time to first token) is a second timed call.
-Perplexity is computed from whole blocks (no cache) through the same weights.
+Perplexity is computed from whole blocks (no cache) through the same weights. ``plan_lm`` plans every
+engine a language model runs on; ONNX Runtime and OpenVINO build theirs in decode_onnx.py and
+decode_openvino.py.
 """
 
 from __future__ import annotations
