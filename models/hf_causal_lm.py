@@ -17,7 +17,7 @@ import torch
 
 from infersearch.models.lm import lm_task, require_lm, token_splits
 from infersearch.models.task import Task, TrainRecipe
-from infersearch.models.text import Corpus, blocks, find_corpus
+from infersearch.models.text import Corpus, cached_blocks, find_corpus
 
 WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
 
@@ -47,6 +47,7 @@ def task(
     eval_tokens: int = 32_768,
     batch_size: int = 8,
     recover_steps: int = 60,
+    cache_dir: str = "outputs/cache",
 ) -> Task:
     """``text``: a folder of your own ``.txt``/``.md`` files (split 90/5/5 by file), else ``corpus``."""
     require_lm()
@@ -55,11 +56,8 @@ def task(
     folder = Path(path).expanduser()
     weights, tok = _weights(folder), _tokenizer(folder)
     source = find_corpus(corpus) if text is None else _own_text(Path(text))
+    split = cached_blocks(tok, source, block, train_tokens, eval_tokens, cache_dir)
     key = hashlib.sha256(f"{source.name}|{len(source.files)}|{tok.to_str()}|{block}|{train_tokens}".encode())
-    split = {
-        name: blocks(tok, source.split(name, n * 5), block, n // block)
-        for name, n in (("train", train_tokens), ("val", eval_tokens), ("test", eval_tokens))
-    }
     return lm_task(
         f"hf:{folder.name}",
         lambda: AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="sdpa"),

@@ -7,14 +7,9 @@ minutes (../shared/LM-NOTES.md); the tokenised splits are cached beside the toke
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
-import torch
-
 from infersearch.models.lm import lm_task, require_lm, token_splits
 from infersearch.models.task import Task, TrainRecipe
-from infersearch.models.text import blocks, find_corpus, tokenizer
+from infersearch.models.text import cached_blocks, find_corpus, tokenizer
 
 
 def llama(vocab: int, d_model: int, layers: int, heads: int, kv_heads: int, ff: int, context: int):
@@ -51,19 +46,7 @@ def task(
     text = find_corpus(corpus)
     chars = train_tokens * 5  # a BPE of 2k tokens reads about 3-4 characters per token
     tok = tokenizer(text, vocab, chars, cache_dir)
-    key = hashlib.sha256(f"{text.name}|{len(text.files)}|{vocab}|{block}|{train_tokens}|{eval_tokens}".encode())
-    path = Path(cache_dir) / "tokens" / f"{key.hexdigest()[:16]}.pt"
-    if path.exists():
-        parts = torch.load(path, weights_only=True)
-    else:
-        parts = {
-            "train": blocks(tok, text.split("train", chars), block, train_tokens // block),
-            "val": blocks(tok, text.split("val", eval_tokens * 5), block, eval_tokens // block),
-            "test": blocks(tok, text.split("test", eval_tokens * 5), block, eval_tokens // block),
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(parts, path.with_suffix(".tmp"))
-        path.with_suffix(".tmp").replace(path)
+    parts = cached_blocks(tok, text, block, train_tokens, eval_tokens, cache_dir)
     spec = {"zoo": "pydocs_llama", "corpus": text.name, "vocab": vocab, "d_model": d_model, "layers": layers,
             "heads": heads, "kv_heads": kv_heads, "ff": ff, "block": block, "seed": seed,
             "train_tokens": train_tokens, "eval_tokens": eval_tokens}  # fmt: skip

@@ -98,3 +98,18 @@ def blocks(tok, text: str, block: int, max_blocks: int) -> torch.Tensor:
     if n == 0:
         raise ValueError(f"the text holds {len(ids)} tokens, fewer than one block of {block}")
     return torch.tensor(ids[: n * block], dtype=torch.long).view(n, block)
+
+
+def cached_blocks(tok, corpus: Corpus, block: int, train_tokens: int, eval_tokens: int, cache_dir: str | Path):
+    """``{"train", "val", "test"}`` token blocks, tokenised once and cached (``cache_dir/tokens``) by the corpus,
+    the tokenizer, the block length and the sizes: every trial process loads them instead of tokenising again."""
+    ident = f"{corpus.name}|{len(corpus.files)}|{tok.to_str()}|{block}|{train_tokens}|{eval_tokens}"
+    path = Path(cache_dir) / "tokens" / f"{hashlib.sha256(ident.encode()).hexdigest()[:16]}.pt"
+    if path.exists():
+        return torch.load(path, weights_only=True)
+    sizes = {"train": train_tokens, "val": eval_tokens, "test": eval_tokens}
+    parts = {name: blocks(tok, corpus.split(name, n * 5), block, n // block) for name, n in sizes.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(parts, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)  # atomic: concurrent trials never read half a file
+    return parts

@@ -39,11 +39,16 @@ def to_config(cfg: DictConfig) -> Config:
     return typed
 
 
-def run(cfg: DictConfig, output_dir: Path | None = None, early: bool = False) -> dict[str, Any]:
+def run(
+    cfg: DictConfig, output_dir: Path | None = None, early: bool = False, generation: bool | None = None
+) -> dict[str, Any]:
+    """``generation``: whether the model is a language model, when the caller has loaded its task already."""
     from infersearch.baseline import load_task
 
     typed = to_config(cfg)
-    check(typed, load_task(cfg.model).generation)  # refusals stay one clear line, before any process is started
+    if generation is None:
+        generation = load_task(cfg.model).generation
+    check(typed, generation)  # refusals stay one clear line, before any process is started
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     args = (trial_dict, typed, model_cfg, early)
     if typed.isolate:
@@ -76,7 +81,7 @@ def run_in_study(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dic
     held = st.trial is not None
     result, error = None, None
     try:
-        result = run(cfg, output_dir, early=held)
+        result = run(cfg, output_dir, early=held, generation=task.generation)  # the task is loaded once a job
     except Exception as exc:
         error = exc
     frozen = record_job(study, st, cfg, dists, result, error, overrides)

@@ -102,7 +102,7 @@ class _Step:
     at: torch.Tensor
 
 
-def _ids(x: torch.Tensor, n: int) -> torch.Tensor:
+def context_ids(x: torch.Tensor, n: int) -> torch.Tensor:
     """``n`` tokens per sequence from a batch of blocks (repeated when a block is shorter)."""
     reps = -(-n // x.shape[1])
     return x.repeat(1, reps)[:, :n].contiguous()
@@ -138,7 +138,7 @@ def lm_runner(model: nn.Module, qplan: QuantPlan, ctx: BuildContext, gen: GenCon
 
     @torch.no_grad()
     def prepare(x: torch.Tensor) -> _Step:
-        ids = _ids(x, at + 1).to(ctx.device)
+        ids = context_ids(x, at + 1).to(ctx.device)
         cache = _cache(model, static, at + 1, len(ids))
         model(input_ids=ids[:, :at], **{kw: cache}, use_cache=True, logits_to_keep=1, **positions(torch.arange(at)))
         return _Step(ids[:, at:], cache, torch.tensor([at], device=ctx.device))

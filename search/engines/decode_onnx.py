@@ -23,6 +23,7 @@ from torch import nn
 
 from infersearch.config import GenConfig
 from infersearch.engines.base import BuildContext, Runner, file_mb
+from infersearch.engines.decode import cache_argument, context_ids
 from infersearch.errors import library_step
 from infersearch.passes.quantize import QuantPlan
 
@@ -40,8 +41,6 @@ class _Flat(nn.Module):
         cache = DynamicCache(config=self.model.config)
         for i in range(len(past) // 2):
             cache.update(past[2 * i], past[2 * i + 1], i)
-        from infersearch.engines.decode import cache_argument
-
         out = self.model(input_ids=input_ids, **{cache_argument(self.model): cache}, use_cache=True)
         present = []
         for layer in out.past_key_values.layers:
@@ -127,8 +126,7 @@ def flat_kv_runner(model: nn.Module, gen: GenConfig, call, size_mb: float, save,
         return {n: np.zeros((batch, kv, 0, hd), np.float32) for n in names}
 
     def prepare(x: torch.Tensor) -> dict[str, np.ndarray]:
-        reps = -(-(at + 1) // x.shape[1])
-        ids = np.ascontiguousarray(x.repeat(1, reps)[:, : at + 1].numpy().astype(np.int64))
+        ids = np.ascontiguousarray(context_ids(x, at + 1).numpy().astype(np.int64))
         present = call({"input_ids": ids[:, :at], **empty(len(ids))})[1:]
         return {"input_ids": ids[:, at:], **dict(zip(names, present))}
 
