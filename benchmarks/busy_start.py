@@ -59,7 +59,8 @@ def stop(procs: list[subprocess.Popen]) -> None:
 def run_study(name: str, cwd: Path, cache: Path, trials: int, busy_s: float | None, extra: list[str]) -> float:
     """The default study with a neighbour for its first ``busy_s`` seconds (None: none, inf: throughout)."""
     shutil.rmtree(cache / "anchor", ignore_errors=True)  # a cold anchor: timed in whatever moment trial 0 sees
-    args = ["infersearch", "-m", f"study.name={name}", f"study.n_trials={trials}", "tracking=disabled", *extra]
+    exe = shutil.which("infersearch") or str(Path(sys.executable).with_name("infersearch"))  # the venv's, unactivated
+    args = [exe, "-m", f"study.name={name}", f"study.n_trials={trials}", "tracking=disabled", *extra]
     log = (cwd / f"{name}.log").open("w")
     t0 = time.monotonic()
     study = subprocess.Popen([*args, f"cache_dir={cache}"], cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
