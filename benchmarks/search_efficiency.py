@@ -31,7 +31,7 @@ from infersearch.config import Config, Direction, ObjectiveConfig, SamplerName, 
 from infersearch.device import capabilities
 from infersearch.report_table import table
 from infersearch.study.pareto import hypervolume, non_dominated, reference_point
-from infersearch.study.space import build_space, grid_size
+from infersearch.study.space import grid_size, search_space
 from infersearch.study.storage import TPE_CANDIDATES, TPE_STARTUP, make_sampler
 from infersearch.study.warm_start import warm_start_trials
 
@@ -56,7 +56,7 @@ def default_space():
     import yaml
 
     space = yaml.safe_load((ROOT / "conf" / "space" / "default.yaml").read_text())
-    return build_space(space, [])[0]
+    return search_space(space, []).dists
 
 
 def table_path(model: str) -> Path:

@@ -69,7 +69,7 @@ def run_in_study(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dic
     from infersearch.baseline import load_task
     from infersearch.config import with_metric
     from infersearch.study.job import record_job
-    from infersearch.study.space import build_space
+    from infersearch.study.space import search_space
     from infersearch.study.storage import open_study
     from infersearch.tracking import Tracker
 
@@ -77,7 +77,7 @@ def run_in_study(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dic
     task = load_task(cfg.model)
     st = with_metric(typed.study, task.metric.name, task.metric.direction, task.generation)
     study = open_study(st, sampler=optuna.samplers.RandomSampler())  # the job tells, never samples
-    dists, _ = build_space(OmegaConf.to_container(cfg.space, resolve=True) or {}, [])
+    dists = search_space(OmegaConf.to_container(cfg.space, resolve=True) or {}, []).dists
     held = st.trial is not None
     result, error = None, None
     try:

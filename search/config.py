@@ -78,10 +78,17 @@ class Direction(StrEnum):
 
 
 class SamplerName(StrEnum):
+    """The samplers ``optuna5`` offers as ``hydra/sweeper/sampler=<name>``, by the same names and built the same
+    way (hydra_plugins/infersearch_sweeper/samplers.py)."""
+
     tpe = "tpe"
-    nsga2 = "nsga2"
-    gp = "gp"
     random = "random"
+    cmaes = "cmaes"
+    nsgaii = "nsgaii"
+    nsga2 = "nsga2"  # the name of earlier releases: NSGA-II as nsgaii
+    nsgaiii = "nsgaiii"
+    gp = "gp"
+    qmc = "qmc"
     grid = "grid"
 
 
@@ -193,7 +200,9 @@ class StudyConfig:
     latency_slo_ms: float | None = None  # bound on p95 latency of one batch
     recommend: Rule = Rule.fastest
     export: bool = True  # save the recommended variant in its engine's format under output_dir/model
-    max_failure_rate: float = 1.0  # stop when failed/measured exceeds this (after 5 trials)
+    # stop when more than this share of the trials this run launched failed, judged over at least 5
+    # (search/study/sweep.py: one meaning in both sweepers); 1.0: failures never stop the study
+    max_failure_rate: float = 1.0
     confirm: bool = True  # re-measure the front side by side, with more repeats, before recommending
     # stop a trial whose metric on the first validation batches clearly misses max_drop; only for a
     # metric that declares itself a proportion (Metric.proportion: accuracy), whose subset error is binomial

@@ -1,6 +1,7 @@
 """``hydra/sweeper=optuna5`` on Hydra apps that know nothing of infersearch (tests/toy_app): the cases
 of hydra-optuna-sweeper's own test suite, on Optuna 5. Every app runs with a ``torch`` that raises when
-imported, so the generic sweeper is shown to need neither torch nor infersearch's search code."""
+imported, so the generic sweeper is shown to need neither torch nor infersearch's search code. Its sweep
+grammar, samplers and failure rate are infersearch's: tests/test_sweep_grammar.py tests them in both."""
 
 from __future__ import annotations
 
@@ -12,11 +13,9 @@ from pathlib import Path
 
 import optuna
 import pytest
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-from hydra_plugins.infersearch_sweeper._optuna5 import distribution, search_space
 from infersearch.optuna_compat import heartbeat
 from tests.conftest import ROOT
 
@@ -41,47 +40,6 @@ def run_app(tmp_path: Path, script: str, *args: str, check: bool = True) -> subp
 
 def results(tmp_path: Path):
     return OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml")
-
-
-# hydra-optuna-sweeper's grammar table, read as Hydra reads its grammar: range() excludes its stop (the
-# old plugin's IntDistribution(1, 3) for range(1,3) offered 3, which Hydra's own grid sweep never runs)
-GRAMMAR = [
-    ("key=choice(1,2)", CategoricalDistribution([1, 2])),
-    ("key=choice(true, false)", CategoricalDistribution([True, False])),
-    ("key=choice('hello', 'world')", CategoricalDistribution(["hello", "world"])),
-    ("key=shuffle(range(1,3))", CategoricalDistribution((1, 2))),
-    ("key=range(1,3)", IntDistribution(1, 2)),
-    ("key=range(1,10,step=3)", IntDistribution(1, 7, step=3)),
-    ("key=interval(1, 5)", FloatDistribution(1, 5)),
-    ("key=int(interval(1, 5))", IntDistribution(1, 5)),
-    ("key=tag(log, interval(1, 5))", FloatDistribution(1, 5, log=True)),
-    ("key=tag(log, int(interval(1, 5)))", IntDistribution(1, 5, log=True)),
-    ("key=range(0.5, 5.5, step=1)", FloatDistribution(0.5, 4.5, step=1)),
-]
-
-
-@pytest.mark.parametrize("line, expected", GRAMMAR)
-def test_sweep_grammar_becomes_the_optuna_distribution(line, expected):
-    actual = distribution(OverridesParser.create().parse_overrides([line])[0])
-    if isinstance(expected, CategoricalDistribution):
-        assert isinstance(actual, CategoricalDistribution) and set(actual.choices) == set(expected.choices)
-    else:
-        assert actual == expected
-
-
-@pytest.mark.parametrize(
-    "arguments, expected",
-    [
-        (["key=choice(1,2)"], ({"key": CategoricalDistribution([1, 2])}, {}, [])),
-        (["key=5"], ({}, {"key": "5"}, [])),
-        (["key1=choice(1,2)", "key2=5"], ({"key1": CategoricalDistribution([1, 2])}, {"key2": "5"}, [])),
-        (["k=choice(1,2)", "k=3"], ({}, {"k": "3"}, [])),  # the command line fixes a key the config sweeps
-        (["~z"], ({}, {}, ["~z"])),
-        (["~z=10"], ({}, {}, ["~z=10"])),
-    ],
-)
-def test_fixed_values_and_deletions_pass_through(arguments, expected):
-    assert search_space(arguments) == expected
 
 
 @pytest.mark.slow

@@ -238,7 +238,8 @@ def test_a_trial_that_cannot_meet_the_accuracy_constraint_is_rejected_before_its
     assert all(t.user_attrs["measured"] for t in rejected)  # they used budget: the work was done
 
 
-SAMPLERS = {"tpe": "TPESampler", "nsga2": "NSGAIISampler", "gp": "GPSampler", "random": "RandomSampler",
+SAMPLERS = {"tpe": "TPESampler", "random": "RandomSampler", "cmaes": "CmaEsSampler", "nsgaii": "NSGAIISampler",
+            "nsga2": "NSGAIISampler", "nsgaiii": "NSGAIIISampler", "gp": "GPSampler", "qmc": "QMCSampler",
             "grid": "GridSampler"}  # fmt: skip
 
 

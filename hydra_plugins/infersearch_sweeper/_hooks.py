@@ -31,6 +31,7 @@ from infersearch.study.proposals import Proposals, evaluated
 from infersearch.study.record import FINISHED, canonical, counts, failure_record, find_previous, in_flight, tell
 from infersearch.study.space import grid_size, override_line
 from infersearch.study.storage import directions
+from infersearch.study.sweep import FailureRate
 from infersearch.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ class InfersearchHooks:
 
     def __post_init__(self) -> None:
         self.size = grid_size(self.dists)
+        self.failures = FailureRate("study.max_failure_rate", self.st.max_failure_rate)
         self.deadline = None if self.st.timeout is None else time.monotonic() + self.st.timeout
 
     def left(self, study: optuna.Study) -> int | None:
@@ -205,6 +207,7 @@ class InfersearchHooks:
             frozen = tell(study, launch.trial, failure_record(job_error(ret), task_overrides(launch.overrides)))
         if launch.proposal is not None:
             self.proposals.outcome(launch.proposal, frozen)
+        self.failures.add(frozen.state == TrialState.FAIL)
         on_front = frozen.number in {t.number for t in study.best_trials}
         log.info("%s", trial_line(frozen, self.st, on_front, progress(study, self.st, *self.started)))
         self.tracker.log_trial(frozen, on_front)
@@ -214,9 +217,7 @@ class InfersearchHooks:
         for proposal, first in self.dups:
             self.proposals.repeat(proposal, trials[first.trial.number])
         self.dups.clear()
-        measured = [t for t in trials if counts(t)]
-        failed = sum(t.state == TrialState.FAIL for t in measured)
-        if len(measured) >= 5 and failed / len(measured) > self.st.max_failure_rate:
-            log.error("more than %.0f%% of measured trials failed: stopping the sweep", 100 * self.st.max_failure_rate)
+        if self.failures.exceeded():
+            log.error("%s: stopping the sweep", self.failures)
             return True
         return False

@@ -32,7 +32,7 @@ from infersearch.study.outcome import EXIT_OK, Outcome, check_model, conclude
 from infersearch.study.pareto import front
 from infersearch.study.proposals import Proposals
 from infersearch.study.report import summary_text, write_report
-from infersearch.study.space import build_space, grid, grid_size
+from infersearch.study.space import Space, grid, grid_size, search_space
 from infersearch.study.storage import open_study, storage_url
 from infersearch.study.textfile import write_sweep_metrics
 from infersearch.study.warm_start import warm_start_trials
@@ -90,15 +90,15 @@ class InfersearchSweeperImpl:
 
     def _sweep(self, arguments: list[str]) -> Outcome:
         assert self.config is not None and self.launcher is not None
+        space = self.space(arguments)
+        dists = space.dists
+        if not dists:
+            raise ConfigError("space", "the search space is empty: pick space=default or give choice(...) overrides")
         task = load_task(self.config.model)
         self.generation = task.generation
         st = with_metric(
             OmegaConf.to_object(self.config.study), task.metric.name, task.metric.direction, task.generation
         )
-        space_cfg = OmegaConf.to_container(self.config.space, resolve=True) or {}
-        dists, fixed = build_space(space_cfg, arguments)
-        if not dists:
-            raise ConfigError("space", "the search space is empty: pick space=default or give choice(...) overrides")
         study = open_study(st, dists)
         check_model(study, baseline_key(task), st)
         metric = {"name": task.metric.name, "direction": task.metric.direction, "generation": task.generation}
@@ -117,7 +117,7 @@ class InfersearchSweeperImpl:
         )
         self.started = (time.monotonic(), measured_count(study))  # for the trial lines' progress
         self._report_refusals(dists)
-        self._trials(study, st, dists, fixed)
+        self._trials(study, st, dists, space.lines())
         self._confirm(study, st)
         summary = write_report(study, st)
         log.info("\n%s", summary_text(summary, st))
@@ -131,6 +131,10 @@ class InfersearchSweeperImpl:
                 log.error("could not export the recommended model: %s: %s", type(exc).__name__, exc)
         self.tracker.log_study(study, summary, model_dir)
         return conclude(study, summary, st)
+
+    def space(self, arguments: list[str]) -> Space:
+        """The ``space`` config group, then the command line (search/study/space.py)."""
+        return search_space(OmegaConf.to_container(self.config.space, resolve=True) or {}, arguments)
 
     def _trials(self, study, st: StudyConfig, dists, fixed) -> None:
         """Batches of trials (the shared loop, _loop.py, with this sweeper's hooks, _hooks.py) until the budget,

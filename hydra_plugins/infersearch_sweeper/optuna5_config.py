@@ -8,79 +8,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-
-@dataclass
-class SamplerConfig:
-    _target_: str = MISSING
-    seed: int | None = None  # every sampler takes one
-
-
-@dataclass
-class TPESamplerConfig(SamplerConfig):
-    _target_: str = "optuna.samplers.TPESampler"
-    n_startup_trials: int = 10
-    n_ei_candidates: int = 24
-    multivariate: bool = False
-
-
-@dataclass
-class RandomSamplerConfig(SamplerConfig):
-    _target_: str = "optuna.samplers.RandomSampler"
-
-
-@dataclass
-class CmaEsSamplerConfig(SamplerConfig):
-    _target_: str = "optuna.samplers.CmaEsSampler"
-    sigma0: float | None = None
-    use_separable_cma: bool = False
-
-
-@dataclass
-class NSGAIISamplerConfig(SamplerConfig):
-    _target_: str = "optuna.samplers.NSGAIISampler"
-    population_size: int = 50
-    mutation_prob: float | None = None
-    crossover_prob: float = 0.9
-    swapping_prob: float = 0.5
-
-
-@dataclass
-class NSGAIIISamplerConfig(NSGAIISamplerConfig):
-    _target_: str = "optuna.samplers.NSGAIIISampler"
-
-
-@dataclass
-class GPSamplerConfig(SamplerConfig):
-    _target_: str = "optuna.samplers.GPSampler"
-    n_startup_trials: int = 10
-    deterministic_objective: bool = False
-
-
-@dataclass
-class QMCSamplerConfig(SamplerConfig):
-    _target_: str = "optuna.samplers.QMCSampler"
-    qmc_type: str = "sobol"
-    scramble: bool = False
-
-
-@dataclass
-class GridSamplerConfig(SamplerConfig):
-    """The grid is the search space itself, so the sweeper completes this partial."""
-
-    _target_: str = "optuna.samplers.GridSampler"
-    _partial_: bool = True
-
-
-SAMPLERS = {
-    "tpe": TPESamplerConfig,
-    "random": RandomSamplerConfig,
-    "cmaes": CmaEsSamplerConfig,
-    "nsgaii": NSGAIISamplerConfig,
-    "nsgaiii": NSGAIIISamplerConfig,
-    "gp": GPSamplerConfig,
-    "qmc": QMCSamplerConfig,
-    "grid": GridSamplerConfig,
-}
+from hydra_plugins.infersearch_sweeper.samplers import SamplerConfig
 
 
 @dataclass
@@ -95,11 +23,11 @@ class Optuna5SweeperConf:
     study_name: str | None = None
     n_trials: int = 20  # trials this run adds to the study
     n_jobs: int = 2  # trials asked and launched together
-    max_failure_rate: float = 0.0  # stop (raising the failed job's error) above this share of a batch
+    # stop, raising the first failed job's error, when more than this share of the trials this run launched
+    # failed, judged over at least 5 (infersearch's meaning too: search/study/sweep.py); 0.0: at the first
+    max_failure_rate: float = 0.0
     params: dict[str, str] | None = None  # key: Hydra sweep grammar, e.g. x: interval(-5, 5)
     custom_search_space: str | None = None  # a function (cfg, trial) that suggests more parameters
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="optuna5", node=Optuna5SweeperConf, provider="infersearch")
-for _name, _node in SAMPLERS.items():
-    ConfigStore.instance().store(group="hydra/sweeper/sampler", name=_name, node=_node, provider="infersearch")

@@ -43,8 +43,6 @@ from infersearch.measure.latency import LatencyStats, Round, Timing, measure_int
 
 log = logging.getLogger(__name__)
 
-# The anchor is timed with twice the rounds and six times as long as a trial's baseline.
-ROUNDS_FACTOR, TIME_FACTOR = 2, 6.0
 KIND = "anchor"
 # After a measurement on this host ended disturbed, the next ones within BUSY_MEMORY_S wait at most
 # BUSY_WAIT_S for clean rounds: a neighbour that stays would otherwise cost every trial max_wait_s.
@@ -154,7 +152,7 @@ class AnchorBook:
         """Time the baseline alone, clean rounds only (waiting up to ``max_wait_s`` for them), once more
         if the rounds disagree; store it when settled, and never leave an older one behind when not."""
         m, key = self.m, self._key(batch_size)
-        timing = Timing.of(m).longer(ROUNDS_FACTOR, TIME_FACTOR, ROUNDS_FACTOR)
+        timing = Timing.of(m).for_anchor()  # why longer, and by how much: search/measure/latency.py
         for _ in range(2):
             stats = measure_interleaved({KIND: fn}, batch_size, timing, self.device, clean_round(self.threads, m))
             anchor = judge(stats[KIND], m.anchor_spread)

@@ -14,6 +14,16 @@ import torch
 
 from infersearch.measure.contention import Mark
 
+# The two figures timed longer than a trial's, by how much (both take twice the rounds and repeats: more
+# round medians for their spread). They differ in time on purpose:
+# - the anchor is one callable, timed once per model, batch size, threads and host, then cached; every
+#   trial's latency is a ratio times it, so its error is in every figure: six times a trial's time;
+# - the confirmation times every front member and the baseline side by side, each taking its time in every
+#   round, so its cost grows with the front, and its shared rounds already cancel drift: three times.
+LONGER_ROUNDS = 2
+ANCHOR_TIME_FACTOR = 6.0
+CONFIRM_TIME_FACTOR = 3.0
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -37,6 +47,12 @@ class Timing:
             min_time_s=self.min_time_s * time_s,
             rounds=int(self.rounds * rounds),
         )
+
+    def for_anchor(self) -> Timing:
+        return self.longer(LONGER_ROUNDS, ANCHOR_TIME_FACTOR, LONGER_ROUNDS)
+
+    def for_confirmation(self) -> Timing:
+        return self.longer(LONGER_ROUNDS, CONFIRM_TIME_FACTOR, LONGER_ROUNDS)
 
 
 @dataclass(frozen=True)

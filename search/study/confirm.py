@@ -32,7 +32,6 @@ from infersearch.study.pareto import confirmed_front
 
 log = logging.getLogger(__name__)
 BASELINE = "baseline"  # not a trial number
-ROUNDS_FACTOR, TIME_FACTOR = 2, 3.0
 # the reported figures: the anchor is re-taken when the confirmation's clean rounds see the machine more
 # than 5% from it (a trial's gate, measure.max_state, tolerates 20%: measured, a 0.86 state left the
 # recommendation 17% slower than its export timed alone moments later)
@@ -70,7 +69,7 @@ def measure_members(configs: dict[str, dict[str, Any]], measure: dict[str, Any],
             native = built.runner.prepare(batch_of(built.task, bs))
             fns[number] = (lambda run, x: lambda: run(x))(built.runner.run, native)
         m, device = cfg.measure, resolve(cfg.device)
-        timing = Timing.of(m).longer(ROUNDS_FACTOR, TIME_FACTOR, ROUNDS_FACTOR)
+        timing = Timing.of(m).for_confirmation()  # why longer, and by how much: search/measure/latency.py
         if m.anchor:  # the baseline joins the rounds, so confirmed figures are anchored like the first ones
             fns[BASELINE] = baseline_call(built.base, batch_of(built.task, bs), device, cfg.gen)[1]
             threads, cache = torch.get_num_threads(), TensorCache(cache_dir)

@@ -19,6 +19,7 @@ from infersearch.errors import ConfigError, TrialRejected, error_line
 from infersearch.study.attrs import TrialAttrs, attrs_of
 from infersearch.study.pareto import complete_values, feasible, hypervolume, is_finite, reference_point, within
 from infersearch.study.storage import directions
+from infersearch.study.sweep import tell_past_stop
 
 RESULT_KEYS = ("params", "metric", "metrics", "baseline", "env", "timings_s", "history", "config")
 
@@ -92,14 +93,7 @@ def tell(study: optuna.Study, trial: optuna.Trial, record: Record) -> FrozenTria
         trial.set_user_attr(key, value)
     for key, value in record.constraints.items():
         trial.set_constraint(key, value)
-    try:
-        if record.values is None:
-            return study.tell(trial, state=record.state)
-        return study.tell(trial, record.values)
-    except RuntimeError as exc:  # GridSampler calls study.stop() once the grid is done; the trial is stored
-        if "Study.stop" not in str(exc):
-            raise
-        return study.get_trials(deepcopy=False)[trial.number]
+    return tell_past_stop(study, trial, record.values, record.state)
 
 
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)

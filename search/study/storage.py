@@ -7,16 +7,18 @@ import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
 
+from hydra_plugins.infersearch_sweeper.samplers import SAMPLERS
 from infersearch.config import QUALITY, SPEED, StudyConfig
 from infersearch.errors import ConfigError
 from infersearch.optuna_compat import quiet_heartbeat_warnings
 from infersearch.secrets import mask_url
-from infersearch.study.space import grid
+from infersearch.study.sweep import make_sampler as sweep_sampler
 
 
 def storage_url(st: StudyConfig) -> str:
@@ -63,8 +65,24 @@ def _storage(url: str, st: StudyConfig) -> optuna.storages.BaseStorage:
     )
 
 
+# The default, TPE, is set on the tabular benchmarks of the default space (benchmarks/search_efficiency.py):
+# multivariate, 5 start-up trials instead of 10 (the sweeper's warm-start seeds count among them) and 96
+# candidates per proposal instead of 24. NSGA-II needs whole generations: a population that fits the budget.
 TPE_STARTUP = 5
 TPE_CANDIDATES = 96
+OLD_NAMES = {"nsga2": "nsgaii"}  # study.sampler values of earlier releases
+
+
+def _tuned(st: StudyConfig) -> dict[str, dict[str, Any]]:
+    return {
+        "tpe": {
+            "multivariate": True,
+            "n_startup_trials": TPE_STARTUP,
+            "n_ei_candidates": TPE_CANDIDATES,
+            "constant_liar": st.n_jobs > 1,
+        },
+        "nsgaii": {"population_size": max(4, min(50, st.n_trials // 4))},
+    }
 
 
 def directions(st: StudyConfig) -> list[str]:
@@ -72,31 +90,14 @@ def directions(st: StudyConfig) -> list[str]:
 
 
 def make_sampler(st: StudyConfig, dists: Mapping[str, BaseDistribution] | None = None) -> BaseSampler:
-    """Seeded samplers. The default, TPE, is set on the tabular benchmarks of the default space
-    (benchmarks/search_efficiency.py): multivariate, 5 start-up trials instead of 10 (the sweeper's
-    warm-start seeds count among them) and 96 candidates per proposal instead of 24. NSGA-II needs
-    whole generations; GP stalls on re-proposed points of a small categorical space."""
-    name = st.sampler
-    if name == "tpe":
-        return optuna.samplers.TPESampler(
-            seed=st.seed,
-            multivariate=True,
-            n_startup_trials=TPE_STARTUP,
-            n_ei_candidates=TPE_CANDIDATES,
-            constant_liar=st.n_jobs > 1,
-        )
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=st.seed, population_size=max(4, min(50, st.n_trials // 4)))
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=st.seed)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=st.seed)
-    if name == "grid":
-        values = grid(dists or {})
-        if not values:
-            raise ConfigError("study.sampler", "grid needs a finite space: choice() or range() on every key")
-        return optuna.samplers.GridSampler(values, seed=st.seed)
-    raise ConfigError("study.sampler", f"{name!r} is not one of tpe, nsga2, gp, random, grid")
+    """``study.sampler`` names one of the samplers ``optuna5`` offers as ``hydra/sweeper/sampler=<name>``
+    (hydra_plugins/infersearch_sweeper/samplers.py), built the same way (search/study/sweep.py), seeded by
+    ``study.seed``, with infersearch's tuned settings."""
+    name = OLD_NAMES.get(str(st.sampler), str(st.sampler))
+    if name not in SAMPLERS:
+        raise ConfigError("study.sampler", f"{name!r} is not one of {', '.join(SAMPLERS)}")
+    config = SAMPLERS[name](seed=st.seed, **_tuned(st).get(name, {}))
+    return sweep_sampler(config, dists or {}, "study.sampler")
 
 
 def quiet_design_warnings() -> None:
