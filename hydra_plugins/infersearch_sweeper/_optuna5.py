@@ -18,6 +18,7 @@ from typing import Any
 
 import optuna
 from hydra.core.plugins import Plugins
+from hydra.errors import CompactHydraException
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -58,6 +59,10 @@ def values_of(returned: Any, directions: list[str], names: list[str] | None) -> 
         return [float(v) for v in items]
     except (TypeError, ValueError):
         raise ValueError(f"the task must return float-castable values, got {returned!r}") from None
+
+
+class OneLine(ConfigError, CompactHydraException):
+    """A :class:`ConfigError` that Hydra prints as its one line."""
 
 
 class Optuna5SweeperImpl:
@@ -131,8 +136,11 @@ class Optuna5SweeperImpl:
 
     def sweep(self, arguments: list[str]) -> None:
         assert self.config is not None and self.launcher is not None
-        self.searched = self.space(arguments)
-        study, names = self._study(self.searched.dists)
+        try:
+            self.searched = self.space(arguments)
+            study, names = self._study(self.searched.dists)
+        except ConfigError as exc:  # Hydra prints a sweeper's other errors with their traceback
+            raise OneLine(exc.key, exc.message) from None
         self.directions, self.names = [d.name.lower() for d in study.directions], names
         self.to_go = self.n_trials
         self.job_idx = run_loop(study, self.launcher, self, self.job_idx)
