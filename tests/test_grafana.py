@@ -48,7 +48,7 @@ def test_the_dashboard_is_grafana_json_whose_queries_read_real_series():
     assert any('le="$slo"' in e for e in exprs)  # the SLO bucket the alerts count
 
 
-def test_the_readme_names_every_panel():
-    readme = " ".join((ROOT / "README.md").read_text().split())  # lines wrap inside a title
+def test_the_serving_page_names_every_panel():
+    page = " ".join((ROOT / "docs" / "serving.md").read_text().split())  # lines wrap inside a title
     for p in _dashboard()["panels"]:
-        assert p["title"] in readme, p["title"]
+        assert p["title"] in page, p["title"]
