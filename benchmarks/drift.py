@@ -7,7 +7,7 @@ measured in 5 separate studies started `--gap` seconds apart, twice: on the mach
 and with a neighbour process that flips between busy (a one-thread matmul loop) and idle in stretches of
 5 to 15 s for the whole series (`flipping`: the fast/slow states seen on these shared machines, made
 stronger). Each study measures each configuration with the method (`measure.anchor=true`: ratio to the
-baseline x cached anchor, disturbed rounds re-run; search/measure/anchor.py) and without it
+baseline x cached anchor, disturbed rounds re-run; infersearch.measure.anchor) and without it
 (`measure.anchor=false`: the median as timed), one after the other. Reports, per series and engine, the
 CV across the 5 studies of the median per-sample latency each way. All studies share one cache, as a
 user's runs do: the anchor is measured once, in the first study. Writes results/drift.json.

@@ -152,7 +152,7 @@ class MeasureConfig:
     max_state: float = 1.2
     max_wait_s: float = 30.0
     # A round is disturbed when other programs took more than the cores our threads leave idle plus this
-    # many cores (search/measure/contention.py: /proc/stat minus our own CPU time; steal included)
+    # many cores (infersearch.measure.contention: /proc/stat minus our own CPU time; steal included)
     max_foreign_cores: float = 0.3
     # an anchor is settled (cached, trusted) when its round medians agree: robust spread (log) at most this
     anchor_spread: float = 0.1
@@ -212,13 +212,13 @@ class StudyConfig:
     grace_period: int = 30  # a running trial silent this long is failed and retried once
     timeout: float | None = None  # seconds: no new trial starts after this (a time budget beside n_trials)
     # Exit 5 when this run's recommendation is worse than the previous run's by more than this many times
-    # the measured noise: the combined per-round spread of the two figures (search/study/regression.py).
+    # the measured noise: the combined per-round spread of the two figures (infersearch.study.regression).
     regression_margin: float = 3.0
     # each scheduled run writes infersearch_<name>.prom here, for node_exporter's textfile collector
     # (last exit status, the recommendation's latency and metric, when); null: no file
     textfile_dir: str | None = "${study.output_dir}"
     # set by the infersearch sweeper on each job it launches: the stored trial the job measures and tells
-    # (search/study/job.py); null for a job of any other sweeper, which stores a trial of its own
+    # (infersearch.study.job); null for a job of any other sweeper, which stores a trial of its own
     trial: int | None = None
 
 
@@ -246,13 +246,13 @@ class ServeConfig:
     warmup: int = 10  # full batches run before /readyz says ready
     access_log: bool = False  # uvicorn's line per request; /metrics counts them without the cost
     # the service's latency SLO (ms, one request end to end): the alerts' bound and a metrics bucket;
-    # null: study.latency_slo_ms if set, else derived (search/serve/settings.py)
+    # null: study.latency_slo_ms if set, else derived (infersearch.serve.settings)
     slo_ms: float | None = None
 
 
 @dataclass
 class TuneConfig:
-    """``infersearch serve-tune``: serving settings measured under load on loopback (search/serve/tune.py)."""
+    """``infersearch serve-tune``: serving settings measured under load on loopback (infersearch.serve.tune)."""
 
     rate: float | None = None  # target requests/s; null: half the saturation of the first setting
     max_batch_size: list[int] = field(default_factory=lambda: [8, 32])
@@ -267,7 +267,7 @@ class TuneConfig:
 
 @dataclass
 class AlertsConfig:
-    """``infersearch alerts``: a Prometheus rules file derived from the study (search/serve/alerts.py)."""
+    """``infersearch alerts``: a Prometheus rules file derived from the study (infersearch.serve.alerts)."""
 
     out: str = "${study.output_dir}/alerts.yml"
     selector: dict[str, str] = field(default_factory=dict)  # labels of the service's series: {job: infersearch}

@@ -7,7 +7,7 @@
 - ``Trial._suggest``: a parameter from a distribution object (the sweep grammar's), not a suggest_* call;
 - ``optuna.storages._heartbeat.is_heartbeat_enabled`` on ``Study._storage``: whether it runs heartbeats;
 - ``Study._storage.create_new_trial`` with ``Study._study_id``: a running trial with given parameters, without
-  a sampler (the sampler asks its own study, search/study/proposals.py), its number assigned by the storage;
+  a sampler (the sampler asks its own study, infersearch.study.proposals), its number assigned by the storage;
 - ``FrozenTrial._trial_id``: the live trial of a stored one, for the job that measures it to tell;
 - ``Study._pop_waiting_trial_id``: a queued trial (a dead worker's, to retry) taken atomically among workers.
 
@@ -29,7 +29,7 @@ try:
     from optuna.storages._heartbeat import is_heartbeat_enabled as _heartbeat_enabled
 except ImportError as exc:  # pragma: no cover - only on an Optuna that moved them
     raise ImportError(
-        f"optuna {optuna.__version__} moved a private API infersearch uses (search/optuna_compat.py): {exc}"
+        f"optuna {optuna.__version__} moved a private API infersearch uses (infersearch.optuna_compat): {exc}"
     ) from exc
 
 

@@ -1,5 +1,5 @@
 """The study's trained baseline, loaded once by the fork server that trial processes are forked from
-(search/isolation.py): each trial inherits it instead of loading it again (the task's imports and data,
+(infersearch.isolation): each trial inherits it instead of loading it again (the task's imports and data,
 the weights, two evaluations: about a second a trial)."""
 
 from __future__ import annotations

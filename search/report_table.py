@@ -27,7 +27,7 @@ _SPEED = [  # label, metric key, lower is better
     ("per-sample ms", "latency_ms_per_sample", True),
     ("throughput /s", "throughput_per_s", False),
 ]
-_GENERATION = [  # a language model's decode step and prefill (search/measure/generation.py)
+_GENERATION = [  # a language model's decode step and prefill (infersearch.measure.generation)
     ("TPOT ms (p50)", "tpot_ms", True),
     ("decode step p95 ms", "latency_ms_p95", True),
     ("tokens/s", "tokens_per_s", False),

@@ -21,10 +21,8 @@ from infersearch.baseline import Baseline
 from infersearch.cache import TensorCache
 from infersearch.config import Config, GenConfig, allowed_drop, validate
 from infersearch.device import capabilities, resolve, set_tf32
-from infersearch.engines import BuildContext, Runner, get_engine
-from infersearch.engines.decode import lm_runner, plan_lm
-from infersearch.engines.decode_onnx import onnx_lm_runner
-from infersearch.engines.decode_openvino import openvino_lm_runner
+from infersearch.engines import BuildContext, Engine, Runner, get_engine
+from infersearch.engines.decode import lm_runner
 from infersearch.errors import ConfigError, TrialRejected
 from infersearch.measure.agreement import check as check_agreement
 from infersearch.measure.anchor import (
@@ -95,18 +93,18 @@ class _Stopwatch:
             self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
 
 
-def check(cfg: Config, generation: bool = False) -> tuple[str, Any, Any]:
+def check(cfg: Config, generation: bool = False) -> tuple[str, Engine, QuantPlan]:
     """Everything that can be refused before work starts: ranges, device, engine, precision, bit-width.
-    ``generation``: the model is a language model (its engines and kernels: engines/decode.py)."""
+    ``generation``: the model is a language model (the engine's ``plan_lm``; kernels: engines/decode.py)."""
     validate(cfg)
     device = resolve(cfg.device)
     caps = capabilities(device)
+    engine = get_engine(cfg.engine, mode=cfg.compile.mode)
     if generation:
-        return device, None, plan_lm(cfg.engine, cfg.quant.bits, caps, cfg.precision, cfg.quant.scheme)
+        return device, engine, engine.plan_lm(cfg.quant.bits, caps, cfg.precision, cfg.quant.scheme)
     if cfg.prune.depth > 0:
         raise ConfigError("prune.depth", "drops decoder layers of a language model; this model is not one: use 0")
     caps.check_precision(cfg.precision)
-    engine = get_engine(cfg.engine, mode=cfg.compile.mode)
     return device, engine, engine.plan(cfg.quant.bits, caps, cfg.precision, cfg.quant.scheme)
 
 
@@ -170,12 +168,8 @@ def build(cfg: Config, model_cfg: Any, sw: _Stopwatch | None = None, early: bool
     with sw("engine"):
         calibration = task.splits.calib.take(cfg.quant.calibration_samples)
         ctx = BuildContext(device, cfg.precision, threads, calibration, Path(workdir.name), cfg.quant.group_size)
-        if task.generation and cfg.engine == "onnxruntime":
-            runner = onnx_lm_runner(model, qplan, ctx, cfg.gen)
-        elif task.generation and cfg.engine == "openvino":
-            runner = openvino_lm_runner(model, qplan, ctx, cfg.gen)
-        elif task.generation:
-            runner = lm_runner(model, qplan, ctx, cfg.gen, cfg.compile.mode if cfg.engine == "compile" else None)
+        if task.generation:
+            runner = engine.build_lm(model, qplan, ctx, cfg.gen)
         else:
             runner = engine.build(model, qplan, ctx)
     with sw("evaluate"):

@@ -36,7 +36,9 @@ def test_fp32_engines_match_pytorch(make_cfg, engine):
 def test_onnxruntime_int8_is_a_qdq_model_from_quantize_static(make_cfg, tmp_path):
     b = built_for(make_cfg, "engine=onnxruntime", "quant.bits=8")
     assert b.qplan.method == "onnxruntime-quantize_static-qdq-int8" and b.qplan.kernel == "real"
-    (path,) = b.runner.save(tmp_path)
+    saved = b.runner.save(tmp_path)
+    assert saved.format == "onnx"
+    (path,) = saved.files
     ops = {n.op_type for n in onnx.load(path).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert b.agreement["label_agreement"] >= 0.9
@@ -49,8 +51,9 @@ def test_openvino_int8_is_quantized_by_nncf_with_an_explicit_precision_hint(make
     assert b.qplan.method == "nncf-quantize-int8"
     assert b.runner.settings["precision_hint"] == "f32"
     assert b.runner.settings["inference_precision"] == "f32"  # what the compiled model reports it runs
-    files = b.runner.save(tmp_path)
-    assert "FakeQuantize" in files[0].read_text()
+    saved = b.runner.save(tmp_path)
+    assert saved.format == "openvino-ir" and [f.name for f in saved.files] == ["model.xml", "model.bin"]
+    assert "FakeQuantize" in saved.files[0].read_text()
     assert b.agreement["label_agreement"] >= 0.9
 
 
@@ -147,3 +150,56 @@ def test_exported_model_runs_with_the_engine_runtime_alone(make_cfg, tmp_path, e
     y = np.load(tmp_path / "y.npy")
     ref = b.reference(torch.from_numpy(x)).detach().numpy()
     assert np.allclose(y, ref, rtol=1e-3, atol=1e-4)
+
+
+def test_every_engine_name_has_its_engine_and_a_format_registers_once():
+    from infersearch.config import EngineName
+    from infersearch.engines import ENGINES, FORMATS
+    from infersearch.engines.base import register_format
+
+    assert list(ENGINES) == [e.value for e in EngineName]
+    with pytest.raises(ValueError, match="registered twice"):
+        register_format(FORMATS["onnx"])
+
+
+@pytest.mark.parametrize(
+    ("engine", "bits", "fmt"),
+    [
+        ("eager", 32, "torch-export"),
+        ("eager", 8, "torchscript"),
+        ("onnxruntime", 8, "onnx"),
+        ("openvino", 32, "openvino-ir"),
+    ],
+)
+def test_an_export_is_served_through_the_format_its_engine_saved(make_cfg, tmp_path, engine, bits, fmt):
+    """The contract every engine keeps: save says its format, the manifest carries that format's recipe, and
+    serving loads the files with it to the runner's outputs."""
+    from optuna.trial import create_trial
+
+    from infersearch.engines import FORMATS
+    from infersearch.serve.artifact import load
+    from infersearch.study.export import export_trial
+
+    cfg = make_cfg(f"engine={engine}", f"quant.bits={bits}")
+    b = build(to_config(cfg), cfg.model)
+    assert b.runner.save(tmp_path / "saved").format == fmt
+    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    trial = create_trial(values=[1.0], user_attrs={"config": config, "env": {"engine": b.runner.settings}})
+    out = export_trial(trial, tmp_path)
+    manifest = json.loads((out / "manifest.json").read_text())
+    hint = b.runner.settings.get("precision_hint", "")
+    assert manifest["format"] == fmt and manifest["load"] == FORMATS[fmt].load_recipe(hint)
+    x = b.task.splits.val.take(8)
+    served = load(out, threads=1).predict(x.numpy())
+    assert np.allclose(served, b.runner(x).numpy(), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("fmt", ["onnx-causal-lm", "no-such-format"])
+def test_serving_refuses_a_format_its_engine_does_not_serve_in_one_line(tmp_path, fmt):
+    from infersearch.errors import ConfigError
+    from infersearch.serve.artifact import load
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": fmt, "files": {}, "input": {"shape": ["batch"]}}))
+    with pytest.raises(ConfigError, match=f"holds a {fmt} artifact: not served yet; allowed: onnx, openvino-ir") as err:
+        load(tmp_path, threads=1)
+    assert err.value.key == "serve.model_dir"

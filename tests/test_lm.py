@@ -99,6 +99,35 @@ def runner_model_weight(runner):
 
 
 @pytest.mark.parametrize(
+    ("engine", "bits", "method", "precision", "fmt"),
+    [("eager", 32, "none", "fp32", "hf-causal-lm"),
+     ("eager", 8, "torchao-int8-weight-only", "bf16", "hf-config+torchao-state"),
+     ("onnxruntime", 32, "none", "fp32", "onnx-causal-lm"), ("openvino", 32, "none", "fp32", "openvino-causal-lm")],
+)  # fmt: skip
+def test_each_engine_saves_a_language_model_in_its_format_whose_recipe_generates(
+    engine, bits, method, precision, fmt, tmp_path, monkeypatch
+):
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+
+    from infersearch.engines import FORMATS, get_engine
+
+    ids = torch.randint(0, 320, (2, 32), generator=torch.Generator().manual_seed(5))
+    ctx = BuildContext("cpu", precision, 1, ids[:1], tmp_path / "work", 32)
+    runner = get_engine(engine).build_lm(_model(), QuantPlan(bits, method, "real"), ctx, GenConfig(8, 8))
+    saved = runner.save(tmp_path / "model")
+    assert saved.format == fmt and all(f.parent == tmp_path / "model" and f.is_file() for f in saved.files)
+    tok = Tokenizer(WordLevel({w: i for i, w in enumerate(["[UNK]", "def", "main", "return"])}, unk_token="[UNK]"))
+    tok.pre_tokenizer = Whitespace()
+    tok.save(str(tmp_path / "model" / "tokenizer.json"))
+    monkeypatch.chdir(tmp_path / "model")
+    scope = {"text": "def main return"}
+    exec(FORMATS[fmt].load_recipe(runner.settings.get("precision_hint", "")), scope)  # noqa: S102
+    assert scope["y"].shape == (1, 3 + 32)  # the prompt and 32 generated tokens
+
+
+@pytest.mark.parametrize(
     ("engine", "bits", "method"),
     [("onnxruntime", 32, "none"), ("onnxruntime", 4, "onnxruntime-matmulnbits-int4"), ("openvino", 32, "none"),
      ("openvino", 4, "nncf-int4-weights")],
@@ -208,8 +237,8 @@ def test_a_hugging_face_model_from_a_local_directory(tmp_path, cache_dir):
 
 
 def test_every_load_recipe_in_a_manifest_is_valid_python():
-    from infersearch.study.export import LOAD
+    from infersearch.engines import FORMATS
 
-    for fmt, template in LOAD.items():
-        recipe = template.format(hint="f32") if fmt.startswith("openvino") else template
-        compile(recipe, fmt, "exec")  # a syntax error or a stray brace fails here, not in a user's hands
+    assert {"onnx-causal-lm", "openvino-causal-lm", "hf-causal-lm", "hf-config+torchao-state"} <= set(FORMATS)
+    for fmt in FORMATS.values():
+        compile(fmt.load_recipe("f32"), fmt.name, "exec")  # a syntax error fails here, not in a user's hands

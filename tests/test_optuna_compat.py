@@ -1,4 +1,4 @@
-"""The private Optuna APIs behind search/optuna_compat.py still do what infersearch needs: on an Optuna
+"""The private Optuna APIs behind infersearch.optuna_compat still do what infersearch needs: on an Optuna
 release that changes one, the test named after it fails."""
 
 from __future__ import annotations

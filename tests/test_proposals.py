@@ -1,4 +1,4 @@
-"""The sampler's own study (search/study/proposals.py): it learns from what the stored study does not keep."""
+"""The sampler's own study (infersearch.study.proposals): it learns from what the stored study does not keep."""
 
 from __future__ import annotations
 

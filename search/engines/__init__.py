@@ -1,14 +1,31 @@
-"""Inference engines: a registry from the ``engine`` config value to its adapter."""
+"""Inference engines: a registry from the ``engine`` config value to its adapter, and from an artifact's
+format to how it is loaded.
+
+Every module of this package is imported here; each :class:`Engine` subclass registers itself under its
+``name`` and each module registers the :class:`ArtifactFormat` its runners save. A new engine is one
+module here plus its value in :class:`~infersearch.config.EngineName`.
+"""
 
 from __future__ import annotations
 
-from infersearch.engines.base import BuildContext, Engine, EngineMissing, Runner
-from infersearch.engines.onnxruntime_engine import OnnxRuntimeEngine
-from infersearch.engines.openvino_engine import OpenVinoEngine
-from infersearch.engines.torch_engines import CompileEngine, EagerEngine
+import importlib
+import pkgutil
+
+from infersearch.config import EngineName
+from infersearch.engines.base import FORMATS, ArtifactFormat, BuildContext, Engine, EngineMissing, Runner, Saved
 from infersearch.errors import ConfigError
 
-ENGINES: dict[str, type[Engine]] = {e.name: e for e in (EagerEngine, CompileEngine, OnnxRuntimeEngine, OpenVinoEngine)}
+
+def _import_all() -> None:
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+
+
+_import_all()
+
+ENGINES: dict[str, type[Engine]] = {n.value: Engine.registry[n] for n in EngineName if n in Engine.registry}
+if unregistered := sorted(set(EngineName) - set(ENGINES)):
+    raise ImportError(f"engine {', '.join(unregistered)} has no Engine subclass in infersearch.engines")
 
 
 def get_engine(name: str, **options) -> Engine:
@@ -18,4 +35,14 @@ def get_engine(name: str, **options) -> Engine:
         raise ConfigError("engine", f"{name!r} is not one of {', '.join(ENGINES)}") from None
 
 
-__all__ = ["ENGINES", "BuildContext", "Engine", "EngineMissing", "Runner", "get_engine"]
+__all__ = [
+    "ENGINES",
+    "FORMATS",
+    "ArtifactFormat",
+    "BuildContext",
+    "Engine",
+    "EngineMissing",
+    "Runner",
+    "Saved",
+    "get_engine",
+]

@@ -4,9 +4,9 @@ What is timed is what a server does per output token: one decode step for every 
 with the KV cache, at the mean context of a generation (``gen.prompt_tokens + gen.new_tokens / 2``).
 The step writes its token at that position and the cache is cut back after it, so every timed call is
 the same step. The prefill of ``gen.prompt_tokens`` (time to first token) is a second timed call.
-Perplexity is computed from whole blocks (no cache) through the same weights. ``plan_lm`` plans every
-engine a language model runs on; ONNX Runtime and OpenVINO build theirs in decode_onnx.py and
-decode_openvino.py.
+Perplexity is computed from whole blocks (no cache) through the same weights. Each engine plans and builds
+its language models (``Engine.plan_lm``, ``Engine.build_lm``): PyTorch's here, ONNX Runtime's and OpenVINO's
+in decode_onnx.py and decode_openvino.py.
 """
 
 from __future__ import annotations
@@ -22,27 +22,14 @@ from torch import nn
 
 from infersearch.config import GenConfig
 from infersearch.device import DTYPES, Capabilities
-from infersearch.engines.base import BuildContext, Runner
+from infersearch.engines.base import ArtifactFormat, BuildContext, Runner, Saved, register_format
 from infersearch.errors import UnsupportedError, library_step
 from infersearch.measure.footprint import serialized_mb
 from infersearch.passes.quantize import QuantPlan, quantize_lm
 
-LM_ENGINES = ("eager", "compile", "onnxruntime", "openvino")
 
-
-def plan_lm(engine: str, bits: int, caps: Capabilities, precision: str, scheme: str) -> QuantPlan:
-    """How a language model's weights run on this engine and device, or a one-line refusal."""
-    if engine not in LM_ENGINES:
-        raise UnsupportedError(
-            "engine",
-            f"{engine} does not take language models yet; allowed for a language model: {', '.join(LM_ENGINES)}",
-        )
-    if engine in ("onnxruntime", "openvino"):
-        from infersearch.engines import get_engine
-
-        get_engine(engine).require()  # not installed: one line with the pip command
-        plan = _plan_onnx if engine == "onnxruntime" else _plan_openvino
-        return plan(bits, caps, precision, scheme)
+def plan_torch_lm(bits: int, caps: Capabilities, precision: str, scheme: str) -> QuantPlan:
+    """How a language model's weights run on PyTorch (eager or compiled) on this device, or a one-line refusal."""
     caps.check_precision(precision, memory_bound=True)
     if bits == 32:
         return QuantPlan(32, "none", "none")
@@ -60,37 +47,6 @@ def plan_lm(engine: str, bits: int, caps: Capabilities, precision: str, scheme: 
     if bits == 8:
         return QuantPlan(8, "torchao-int8-weight-only", "real")
     return QuantPlan(4, "torchao-int4-weight-only-cpu" if caps.device == "cpu" else "torchao-int4-weight-only", "real")
-
-
-def _plan_onnx(bits: int, caps: Capabilities, precision: str, scheme: str) -> QuantPlan:
-    """ONNX Runtime's CPU path (decode_onnx.py): fp32 activations; int4 MatMulNBits or dynamic int8 weights."""
-    if caps.device != "cpu" or precision != "fp32":
-        raise UnsupportedError(
-            "precision", f"{precision} on {caps.device} with onnxruntime for a language model: allowed fp32 on cpu"
-        )
-    if bits == 32:
-        return QuantPlan(32, "none", "none")
-    if bits == 8 and scheme in ("auto", "dynamic"):
-        return QuantPlan(8, "onnxruntime-quantize_dynamic-int8", "real")
-    if bits == 4 and scheme in ("auto", "weight_only"):
-        return QuantPlan(4, "onnxruntime-matmulnbits-int4", "real")
-    allowed = "dynamic (or auto)" if bits == 8 else "weight_only (or auto)"
-    raise UnsupportedError("quant.scheme", f"{scheme} with quant.bits={bits} on onnxruntime for a language model: "
-                                           f"allowed {allowed}")  # fmt: skip
-
-
-def _plan_openvino(bits: int, caps: Capabilities, precision: str, scheme: str) -> QuantPlan:
-    """OpenVINO's CPU path (decode_openvino.py): fp32, or bf16 where the CPU has it; NNCF weight compression."""
-    if caps.device != "cpu" or precision not in ("fp32", "bf16"):
-        raise UnsupportedError("precision", f"{precision} on {caps.device} with openvino for a language model: "
-                                            "allowed fp32, bf16 on cpu")  # fmt: skip
-    caps.check_precision(precision)  # OpenVINO converts bf16 without native instructions: slower, refused
-    if bits == 32:
-        return QuantPlan(32, "none", "none")
-    if scheme not in ("auto", "weight_only"):
-        raise UnsupportedError("quant.scheme", f"{scheme} on openvino for a language model: allowed weight_only "
-                                               "(or auto), NNCF's weight compression")  # fmt: skip
-    return QuantPlan(bits, f"nncf-int{bits}-weights", "real")
 
 
 @dataclass
@@ -177,7 +133,30 @@ def lm_runner(model: nn.Module, qplan: QuantPlan, ctx: BuildContext, gen: GenCon
     )
 
 
-def save_lm(model: nn.Module, path: Path) -> list[Path]:
+# float weights as Hugging Face saves them; torchao's quantized weights (tensor subclasses) as a state dict
+# beside the config (torchao must be importable to load it). Not served yet: ``infersearch serve`` refuses them.
+HF_CAUSAL_LM = register_format(
+    ArtifactFormat(
+        "hf-causal-lm",
+        "import torch\nfrom transformers import AutoModelForCausalLM\nfrom tokenizers import Tokenizer\n"
+        "model, tok = AutoModelForCausalLM.from_pretrained('.'), Tokenizer.from_file('tokenizer.json')\n"
+        "y = model.generate(torch.tensor([tok.encode(text).ids]), max_new_tokens=32)",
+    )
+)
+HF_TORCHAO_STATE = register_format(
+    ArtifactFormat(
+        "hf-config+torchao-state",
+        "import torch, torchao  # noqa: F401 (its tensor types)\n"
+        "from transformers import AutoConfig, AutoModelForCausalLM\nfrom tokenizers import Tokenizer\n"
+        "model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained('.'), dtype=torch.bfloat16)\n"
+        "model.load_state_dict(torch.load('model_state.pt', weights_only=False), assign=True)\n"
+        "tok = Tokenizer.from_file('tokenizer.json')\n"
+        "y = model.generate(torch.tensor([tok.encode(text).ids]), max_new_tokens=32)",
+    )
+)
+
+
+def save_lm(model: nn.Module, path: Path) -> Saved:
     """A float model as Hugging Face saves it (``from_pretrained`` loads it). torchao's quantized weights
     are tensor subclasses that neither safetensors nor a whole-module pickle take: their state dict is saved
     beside the config (``from_config``, then ``load_state_dict(..., assign=True)``)."""
@@ -187,7 +166,9 @@ def save_lm(model: nn.Module, path: Path) -> list[Path]:
     path.mkdir(parents=True, exist_ok=True)
     if all(type(p.data) is torch.Tensor for p in model.parameters()):
         model.save_pretrained(path)
+        fmt = HF_CAUSAL_LM
     else:
         model.config.save_pretrained(path)
         torch.save(model.state_dict(), path / "model_state.pt")
-    return sorted(p for p in path.iterdir() if p.is_file())
+        fmt = HF_TORCHAO_STATE
+    return Saved(fmt.name, sorted(p for p in path.iterdir() if p.is_file()))

@@ -22,10 +22,45 @@ import torch
 from torch import nn
 
 from infersearch.config import GenConfig
-from infersearch.engines.base import BuildContext, Runner, file_mb
+from infersearch.device import Capabilities
+from infersearch.engines.base import ArtifactFormat, BuildContext, Runner, Saved, file_mb, register_format
 from infersearch.engines.decode import cache_argument, context_ids
-from infersearch.errors import library_step
+from infersearch.errors import UnsupportedError, library_step
 from infersearch.passes.quantize import QuantPlan
+
+ONNX_CAUSAL_LM = register_format(
+    ArtifactFormat(
+        "onnx-causal-lm",
+        "import numpy as np, onnxruntime as ort, json\nfrom tokenizers import Tokenizer\n"
+        "c, tok = json.load(open('config.json')), Tokenizer.from_file('tokenizer.json')\n"
+        "session = ort.InferenceSession('model.onnx', providers=['CPUExecutionProvider'])\n"
+        "kv, hd = c['num_key_value_heads'], c.get('head_dim') or c['hidden_size'] // c['num_attention_heads']\n"
+        "past = {f'past_{i}': np.zeros((1, kv, 0, hd), np.float32) for i in range(2 * c['num_hidden_layers'])}\n"
+        "ids = np.array([tok.encode(text).ids], np.int64)\n"
+        "for _ in range(32):  # greedy, the KV cache fed back\n"
+        "    logits, *present = session.run(None, {'input_ids': ids[:, -1:] if _ else ids, **past})\n"
+        "    past = dict(zip(past, present))\n"
+        "    ids = np.concatenate([ids, logits[:, -1:].argmax(-1)], axis=1)\n"
+        "y = ids",
+    )
+)
+
+
+def plan_onnx_lm(bits: int, caps: Capabilities, precision: str, scheme: str) -> QuantPlan:
+    """ONNX Runtime's CPU path: fp32 activations; int4 MatMulNBits or dynamic int8 weights."""
+    if caps.device != "cpu" or precision != "fp32":
+        raise UnsupportedError(
+            "precision", f"{precision} on {caps.device} with onnxruntime for a language model: allowed fp32 on cpu"
+        )
+    if bits == 32:
+        return QuantPlan(32, "none", "none")
+    if bits == 8 and scheme in ("auto", "dynamic"):
+        return QuantPlan(8, "onnxruntime-quantize_dynamic-int8", "real")
+    if bits == 4 and scheme in ("auto", "weight_only"):
+        return QuantPlan(4, "onnxruntime-matmulnbits-int4", "real")
+    allowed = "dynamic (or auto)" if bits == 8 else "weight_only (or auto)"
+    raise UnsupportedError("quant.scheme", f"{scheme} with quant.bits={bits} on onnxruntime for a language model: "
+                                           f"allowed {allowed}")  # fmt: skip
 
 
 class _Flat(nn.Module):
@@ -106,10 +141,10 @@ def onnx_lm_runner(model: nn.Module, qplan: QuantPlan, ctx: BuildContext, gen: G
     with library_step("compile", "onnxruntime"):
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-    def save(target: Path) -> list[Path]:
+    def save(target: Path) -> Saved:
         target.mkdir(parents=True, exist_ok=True)
         model.config.save_pretrained(target)
-        return [Path(shutil.copy2(path, target / "model.onnx")), target / "config.json"]
+        return Saved(ONNX_CAUSAL_LM.name, [Path(shutil.copy2(path, target / "model.onnx")), target / "config.json"])
 
     settings = {"engine": "onnxruntime", "version": ort.__version__, "precision": "fp32", "kv_cache": "explicit",
                 "quantized": qplan.method, "intra_op_num_threads": ctx.threads}  # fmt: skip

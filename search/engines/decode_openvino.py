@@ -13,12 +13,43 @@ import numpy as np
 from torch import nn
 
 from infersearch.config import GenConfig
-from infersearch.engines.base import BuildContext, Runner, file_mb
+from infersearch.device import Capabilities
+from infersearch.engines.base import ArtifactFormat, BuildContext, Runner, Saved, file_mb, register_format
 from infersearch.engines.decode_onnx import export, flat_kv_runner
-from infersearch.errors import library_step
+from infersearch.errors import UnsupportedError, library_step
 from infersearch.passes.quantize import QuantPlan
 
 HINT = {"fp32": "f32", "bf16": "bf16"}
+OPENVINO_CAUSAL_LM = register_format(
+    ArtifactFormat(
+        "openvino-causal-lm",
+        "import numpy as np, openvino as ov, json\nfrom tokenizers import Tokenizer\n"
+        "c, tok = json.load(open('config.json')), Tokenizer.from_file('tokenizer.json')\n"
+        "compiled = ov.Core().compile_model('model.xml', 'CPU', {'INFERENCE_PRECISION_HINT': $hint})\n"
+        "kv, hd = c['num_key_value_heads'], c.get('head_dim') or c['hidden_size'] // c['num_attention_heads']\n"
+        "past = {f'past_{i}': np.zeros((1, kv, 0, hd), np.float32) for i in range(2 * c['num_hidden_layers'])}\n"
+        "ids = np.array([tok.encode(text).ids], np.int64)\n"
+        "for _ in range(32):  # greedy, the KV cache fed back\n"
+        "    logits, *present = compiled({'input_ids': ids[:, -1:] if _ else ids, **past}).values()\n"
+        "    past = dict(zip(past, present))\n"
+        "    ids = np.concatenate([ids, logits[:, -1:].argmax(-1)], axis=1)\n"
+        "y = ids",
+    )
+)
+
+
+def plan_openvino_lm(bits: int, caps: Capabilities, precision: str, scheme: str) -> QuantPlan:
+    """OpenVINO's CPU path: fp32, or bf16 where the CPU has it; NNCF weight compression."""
+    if caps.device != "cpu" or precision not in ("fp32", "bf16"):
+        raise UnsupportedError("precision", f"{precision} on {caps.device} with openvino for a language model: "
+                                            "allowed fp32, bf16 on cpu")  # fmt: skip
+    caps.check_precision(precision)  # OpenVINO converts bf16 without native instructions: slower, refused
+    if bits == 32:
+        return QuantPlan(32, "none", "none")
+    if scheme not in ("auto", "weight_only"):
+        raise UnsupportedError("quant.scheme", f"{scheme} on openvino for a language model: allowed weight_only "
+                                               "(or auto), NNCF's weight compression")  # fmt: skip
+    return QuantPlan(bits, f"nncf-int{bits}-weights", "real")
 
 
 def compress(ov_model, qplan: QuantPlan, group_size: int):
@@ -56,11 +87,11 @@ def openvino_lm_runner(model: nn.Module, qplan: QuantPlan, ctx: BuildContext, ge
         out = request.infer(feed)
         return [np.array(out[o], copy=True) for o in compiled.outputs]  # the request's buffers are reused
 
-    def save(target: Path) -> list[Path]:
+    def save(target: Path) -> Saved:
         target.mkdir(parents=True, exist_ok=True)
         ov.save_model(ov_model, target / "model.xml", compress_to_fp16=False)
         model.config.save_pretrained(target)
-        return [target / "model.xml", target / "model.bin", target / "config.json"]
+        return Saved(OPENVINO_CAUSAL_LM.name, [target / "model.xml", target / "model.bin", target / "config.json"])
 
     settings = {"engine": "openvino", "version": ov.__version__, "precision_hint": HINT[ctx.precision],
                 "inference_precision": compiled.get_property("INFERENCE_PRECISION_HINT").to_string(),

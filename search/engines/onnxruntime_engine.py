@@ -10,17 +10,52 @@ import logging
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from infersearch.architecture import is_transformer
+from infersearch.config import GenConfig
 from infersearch.device import Capabilities
-from infersearch.engines.base import BuildContext, Engine, Runner, file_mb
+from infersearch.engines.base import (
+    ArtifactFormat,
+    BuildContext,
+    Engine,
+    Predict,
+    Runner,
+    Saved,
+    file_mb,
+    register_format,
+)
+from infersearch.engines.decode_onnx import onnx_lm_runner, plan_onnx_lm
 from infersearch.engines.onnx_export import export_onnx
 from infersearch.errors import UnsupportedError
 from infersearch.passes.quantize import QuantPlan
+
+
+def _serve(model_dir: Path, manifest: dict[str, Any], threads: int) -> Predict:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # no busy-waiting between runs: a spinning pool takes the cores the event loop needs to answer
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {"input": x})[0]
+
+
+ONNX = register_format(
+    ArtifactFormat(
+        "onnx",
+        "import numpy as np, onnxruntime as ort\n"
+        "session = ort.InferenceSession('model.onnx', providers=['CPUExecutionProvider'])\n"
+        "y = session.run(None, {'input': x.astype(np.float32)})[0]",
+        _serve,
+    )
+)
 
 
 class _Calibration:
@@ -117,6 +152,13 @@ class OnnxRuntimeEngine(Engine):
             f"{scheme} on onnxruntime: allowed static, dynamic (int8 weight_only runs on engine=openvino)",
         )
 
+    def plan_lm(self, bits: int, caps: Capabilities, precision: str, scheme: str) -> QuantPlan:
+        self.require()
+        return plan_onnx_lm(bits, caps, precision, scheme)
+
+    def build_lm(self, model: nn.Module, qplan: QuantPlan, ctx: BuildContext, gen: GenConfig) -> Runner:
+        return onnx_lm_runner(model, qplan, ctx, gen)
+
     def providers(self, device: str) -> list[str]:
         import onnxruntime as ort
 
@@ -150,9 +192,9 @@ class OnnxRuntimeEngine(Engine):
         with self.step("compile"):
             session = ort.InferenceSession(str(path), options, providers=providers)
 
-        def save(target: Path) -> list[Path]:
+        def save(target: Path) -> Saved:
             target.mkdir(parents=True, exist_ok=True)
-            return [Path(shutil.copy2(path, target / "model.onnx"))]
+            return Saved(ONNX.name, [Path(shutil.copy2(path, target / "model.onnx"))])
 
         return Runner(
             prepare=lambda x: {"input": np.ascontiguousarray(x.float().cpu().numpy())},
@@ -167,6 +209,6 @@ class OnnxRuntimeEngine(Engine):
                 "intra_op_num_threads": ctx.threads,
                 "graph_optimization_level": "ORT_ENABLE_ALL",
                 "transformer_fusions": fused,
-                "format": "onnx",
+                "format": ONNX.name,
             },
         )

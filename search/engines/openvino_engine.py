@@ -9,20 +9,53 @@ import functools
 import logging
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from infersearch.architecture import is_transformer
+from infersearch.config import GenConfig
 from infersearch.device import Capabilities
-from infersearch.engines.base import BuildContext, Engine, Runner, file_mb
+from infersearch.engines.base import (
+    ArtifactFormat,
+    BuildContext,
+    Engine,
+    Predict,
+    Runner,
+    Saved,
+    file_mb,
+    register_format,
+)
+from infersearch.engines.decode_openvino import openvino_lm_runner, plan_openvino_lm
 from infersearch.errors import UnsupportedError
 from infersearch.passes.quantize import QuantPlan
 
 _METHOD = {"auto": "nncf-quantize-int8", "static": "nncf-quantize-int8", "weight_only": "nncf-compress-weights-int8"}
 _HINT = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 _CAPABILITY = {"fp32": "FP32", "bf16": "BF16", "fp16": "FP16"}
+
+
+def _serve(model_dir: Path, manifest: dict[str, Any], threads: int) -> Predict:
+    import openvino as ov
+
+    hint = (manifest.get("env") or {}).get("engine", {}).get("precision_hint", "f32")
+    config = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+    compiled = ov.Core().compile_model(str(model_dir / "model.xml"), "CPU", config)
+    # one infer request per call: requests are not shared between the serving threads
+    return lambda x: np.array(compiled.create_infer_request().infer({0: x})[0], copy=True)
+
+
+OPENVINO_IR = register_format(
+    ArtifactFormat(
+        "openvino-ir",
+        "import openvino as ov\n"
+        "compiled = ov.Core().compile_model('model.xml', 'CPU', {'INFERENCE_PRECISION_HINT': $hint})\n"
+        "y = compiled(x)[0]",
+        _serve,
+    )
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -96,6 +129,13 @@ class OpenVinoEngine(Engine):
             ) from exc
         return QuantPlan(8, _METHOD[scheme], "real")
 
+    def plan_lm(self, bits: int, caps: Capabilities, precision: str, scheme: str) -> QuantPlan:
+        self.require()
+        return plan_openvino_lm(bits, caps, precision, scheme)
+
+    def build_lm(self, model: nn.Module, qplan: QuantPlan, ctx: BuildContext, gen: GenConfig) -> Runner:
+        return openvino_lm_runner(model, qplan, ctx, gen)
+
     def build(self, model: nn.Module, qplan: QuantPlan, ctx: BuildContext) -> Runner:
         import openvino as ov
 
@@ -118,10 +158,10 @@ class OpenVinoEngine(Engine):
         def run(x: np.ndarray) -> np.ndarray:
             return request.infer({0: x})[0]
 
-        def save(target: Path) -> list[Path]:
+        def save(target: Path) -> Saved:
             target.mkdir(parents=True, exist_ok=True)
             ov.save_model(ov_model, target / "model.xml", compress_to_fp16=False)
-            return [target / "model.xml", target / "model.bin"]
+            return Saved(OPENVINO_IR.name, [target / "model.xml", target / "model.bin"])
 
         return Runner(
             prepare=lambda x: np.ascontiguousarray(x.float().cpu().numpy()),
@@ -136,6 +176,6 @@ class OpenVinoEngine(Engine):
                 "inference_precision": compiled.get_property("INFERENCE_PRECISION_HINT").to_string(),
                 "threads": ctx.threads,
                 "performance_hint": "LATENCY",
-                "format": "openvino-ir",
+                "format": OPENVINO_IR.name,
             },
         )

@@ -9,7 +9,7 @@ the trial's own process. The raw figures stay beside the derived ones, as ``*_me
 ``machine_state`` is the baseline's latency now over the anchor (1.0 = the state the anchor saw).
 
 An anchor is a measurement with a quality bar (``Anchor.settled``): it counts only rounds in which no
-other program took the cores its threads need (search/measure/contention.py), and its round medians
+other program took the cores its threads need (infersearch.measure.contention), and its round medians
 must agree within ``measure.anchor_spread``. Only a settled anchor is cached (per model, batch size,
 device, threads and host). It is re-taken, and the event logged, when a trial sees the baseline far
 from it with the machine otherwise idle, in either direction: faster than ``1 / max_state`` (it was
@@ -20,7 +20,7 @@ slow unequally (two OpenMP threads of the fp32 baseline on two busy cores far mo
 int8). So a round in which others took our cores, or whose baseline ran slower than ``max_state``
 times the anchor, is thrown away and re-run, for up to ``measure.max_wait_s``; a trial that never saw
 the machine settle is marked ``machine_disturbed`` (its figure is the ratio of disturbed rounds, never
-recommended without a re-timing: search/study/confirm.py). ``benchmarks/busy_start.py`` and
+recommended without a re-timing: infersearch.study.confirm). ``benchmarks/busy_start.py`` and
 ``benchmarks/drift.py`` measure both.
 """
 

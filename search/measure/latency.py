@@ -168,7 +168,7 @@ def measure_interleaved(
     calls and of ``min_time_s``; the order flips every round. On CUDA every
     call is bracketed by events and the device is synchronised before reading.
     ``keep_round`` judges each finished round (its per-candidate medians, the cores other processes
-    took meanwhile: search/measure/contention.py); a rejected
+    took meanwhile: infersearch.measure.contention); a rejected
     round is replaced by another, for at most ``timing.max_wait_s`` after the first rejection,
     after which every round is kept and the result is marked ``disturbed``.
     """

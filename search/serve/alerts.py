@@ -1,7 +1,7 @@
 """Prometheus alert rules derived from the study: the served p99 over the SLO, the SLO's error budget
 burning (the SRE workbook's multiwindow burn rate, read from the histogram's bucket at the SLO), the
 ratio of 5xx answers, and the scheduled sweep's regression (exit 5) or silence, from the textfile
-that each scheduled run writes (search/study/textfile.py)."""
+that each scheduled run writes (infersearch.study.textfile)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,9 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from importlib.metadata import version
+from typing import TypeVar
 
 import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -28,6 +30,9 @@ from infersearch.serve.metrics import make_metrics
 
 log = logging.getLogger("infersearch.serve")
 LARGE = 256 * 1024  # bodies above this are decoded in a thread: health checks stay prompt meanwhile
+Req = TypeVar("Req")  # what a protocol's decoder keeps of a request for its encoder (v2.Request; None for /v1)
+Decode = Callable[[bytes], tuple[np.ndarray, Req]]  # body -> (the batch, what the encoder needs of the request)
+Encode = Callable[[np.ndarray, Req], tuple[bytes, dict[str, str] | None, str]]  # -> body, headers, media type
 
 
 def create_app(cfg: ServeConfig, model: Artifact, slo_ms: float | None) -> Starlette:
@@ -74,7 +79,7 @@ def create_app(cfg: ServeConfig, model: Artifact, slo_ms: float | None) -> Starl
             return Response(body, status_code=status, headers=headers, media_type=media)
         return JSONResponse(body, status_code=status, headers=headers)
 
-    async def served(request: Request, decode, encode) -> Response:
+    async def served(request: Request, decode: Decode[Req], encode: Encode[Req]) -> Response:
         """Read, decode (off the event loop when large), batch, encode; every failure a 4xx/5xx with one line."""
         started = time.perf_counter()
         with metrics.in_flight.track_inprogress():
@@ -88,9 +93,8 @@ def create_app(cfg: ServeConfig, model: Artifact, slo_ms: float | None) -> Starl
                 if len(body) > cfg.max_body_mb * 2**20:
                     raise BadRequest(413, f"body is over serve.max_body_mb={cfg.max_body_mb}")
                 t0 = time.perf_counter()
-                parsed = await asyncio.to_thread(decode, body) if len(body) > LARGE else decode(body)
+                x, parsed = await asyncio.to_thread(decode, body) if len(body) > LARGE else decode(body)
                 metrics.decode.observe(time.perf_counter() - t0)
-                x = parsed.x if hasattr(parsed, "x") else parsed
                 y = await asyncio.wait_for(batcher.submit(x), cfg.timeout_ms / 1000)
             except BadRequest as exc:
                 return answer(exc.status, {"error": exc.reason}, started)
@@ -110,8 +114,8 @@ def create_app(cfg: ServeConfig, model: Artifact, slo_ms: float | None) -> Starl
         kind = request.headers.get("content-type", "")
         return await served(
             request,
-            lambda body: parse(body, kind, model.sample_shape),
-            lambda y, _x: (
+            lambda body: (parse(body, kind, model.sample_shape), None),
+            lambda y, _req: (
                 json.dumps({"outputs": y.tolist(), "study": model.study, "trial": model.trial}).encode(),
                 None,
                 "application/json",
@@ -130,11 +134,12 @@ def create_app(cfg: ServeConfig, model: Artifact, slo_ms: float | None) -> Starl
         if (missing := known(request)) is not None:
             return missing
         length = request.headers.get(v2.HEADER)
-        return await served(
-            request,
-            lambda body: v2.parse_infer(body, length, model.sample_shape),
-            lambda y, req: v2.encode_infer(y, req, name),
-        )
+
+        def decode(body: bytes) -> tuple[np.ndarray, v2.Request]:
+            req = v2.parse_infer(body, length, model.sample_shape)
+            return req.x, req
+
+        return await served(request, decode, lambda y, req: v2.encode_infer(y, req, name))
 
     async def server_v2(_request: Request) -> Response:
         return JSONResponse({"name": "infersearch", "version": version("infersearch"),

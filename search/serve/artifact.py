@@ -66,54 +66,15 @@ def digest(manifest: dict[str, Any]) -> str:
 
 
 def load(model_dir: Path, threads: int, manifest: dict[str, Any] | None = None) -> Artifact:
-    """``manifest``: one already checked by :func:`read_manifest` (its files are not hashed again)."""
+    """``manifest``: one already checked by :func:`read_manifest` (its files are not hashed again). The
+    format's engine says how it loads (infersearch.engines: ``ArtifactFormat.serve``)."""
+    from infersearch.engines import FORMATS
+
     manifest = manifest or read_manifest(model_dir)
-    fmt = manifest["format"]
-    if fmt not in _LOADERS:
+    fmt = FORMATS.get(manifest["format"])
+    if fmt is None or fmt.serve is None:
+        served = ", ".join(name for name, f in FORMATS.items() if f.serve is not None)
         raise ConfigError(
-            "serve.model_dir",
-            f"{model_dir} holds a {fmt} artifact (a language model): not served yet; allowed: {', '.join(_LOADERS)}",
+            "serve.model_dir", f"{model_dir} holds a {manifest['format']} artifact: not served yet; allowed: {served}"
         )
-    predict = _LOADERS[fmt](model_dir, manifest, threads)
-    return Artifact(manifest, predict, digest(manifest))
-
-
-def _onnx(model_dir: Path, manifest: dict, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    # no busy-waiting between runs: a spinning pool takes the cores the event loop needs to answer
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"])
-    return lambda x: session.run(None, {"input": x})[0]
-
-
-def _openvino(model_dir: Path, manifest: dict, threads: int):
-    import openvino as ov
-
-    hint = (manifest.get("env") or {}).get("engine", {}).get("precision_hint", "f32")
-    config = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
-    compiled = ov.Core().compile_model(str(model_dir / "model.xml"), "CPU", config)
-    # one infer request per call: requests are not shared between the serving threads
-    return lambda x: np.array(compiled.create_infer_request().infer({0: x})[0], copy=True)
-
-
-def _torch(model_dir: Path, manifest: dict, threads: int):
-    import torch
-
-    torch.set_num_threads(threads)
-    if manifest["format"] == "torch-export":
-        module = torch.export.load(str(model_dir / "model.pt2")).module()
-    else:
-        module = torch.jit.load(str(model_dir / "model.torchscript.pt"))
-
-    @torch.no_grad()
-    def predict(x: np.ndarray) -> np.ndarray:
-        return module(torch.from_numpy(x)).float().numpy()
-
-    return predict
-
-
-_LOADERS = {"onnx": _onnx, "openvino-ir": _openvino, "torch-export": _torch, "torchscript": _torch}
+    return Artifact(manifest, fmt.serve(model_dir, manifest, threads), digest(manifest))

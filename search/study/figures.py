@@ -2,7 +2,7 @@
 
 A trial stores what it measured, its ratio to the baseline, and the anchor that converted it to
 milliseconds. When a later trial (or the confirmation) re-took the anchor for that batch size
-(search/measure/anchor.py), earlier trials' milliseconds are re-derived from the new one, so one
+(infersearch.measure.anchor), earlier trials' milliseconds are re-derived from the new one, so one
 study's figures never mix anchors. A trial the confirmation re-timed is reported at its confirmed
 figures. Optuna's own stored values stay the first measurement; the report, pareto.json, the
 recommendation, W&B and the regression check use these.

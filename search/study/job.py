@@ -3,7 +3,7 @@
 The infersearch sweeper starts the stored trial of each job it launches and names it in ``study.trial``;
 a job of any other sweeper (Hydra's basic grid, ``optuna5``, a user's own) starts one for itself, with its
 values for the space's keys as Optuna params where the space's distribution admits them. Either way the
-job builds the record (search/study/record.py) and tells it to that trial, so what a job measured is
+job builds the record (infersearch.study.record) and tells it to that trial, so what a job measured is
 stored even when the process that launched it is gone."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """How a sweep ends: its exit status, and the checks that keep a scheduled study honest.
 
 Exit status: 0 done; 3 every measured trial failed; 4 no feasible configuration;
-5 the recommendation got worse than the previous run's (search/study/regression.py says what that means).
+5 the recommendation got worse than the previous run's (infersearch.study.regression says what that means).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Everything a report needs is stored on the trial, so reports and the front can
 be rebuilt from storage alone. One function builds the record and one tells it
-(search/study/job.py: the job that measured the trial).
+(infersearch.study.job: the job that measured the trial).
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ class Summary:
     n_trials: int
     n_complete: int
     n_failed: int
-    proposals: dict[str, int]  # the sampler's proposals that launched nothing (search/study/proposals.py)
+    proposals: dict[str, int]  # the sampler's proposals that launched nothing (infersearch.study.proposals)
     n_infeasible: int
     front: list[FrozenTrial]
     recommended: FrozenTrial | None

@@ -1,6 +1,6 @@
 """What a scheduled run leaves for Prometheus: a textfile-collector file (node_exporter's
 ``--collector.textfile.directory``) with its exit status, when it finished and how long it took, and
-the recommendation's latency and metric. The alert rules (search/serve/alerts.py) page on exit 5."""
+the recommendation's latency and metric. The alert rules (infersearch.serve.alerts) page on exit 5."""
 
 from __future__ import annotations
 
