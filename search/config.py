@@ -43,6 +43,7 @@ class EngineName(StrEnum):
     compile = "compile"
     onnxruntime = "onnxruntime"
     openvino = "openvino"
+    onnxruntime_genai = "onnxruntime_genai"  # language models: onnxruntime-genai's model builder (decode_genai.py)
 
 
 @dataclass
@@ -126,6 +127,10 @@ class QuantConfig:
     scheme: QuantScheme = QuantScheme.auto
     calibration_samples: int = 512
     group_size: int = 128  # weight-only int4/int8 of a language model: weights per scale (torchao)
+    # ONNX Runtime's MatMulNBits (a language model on onnxruntime / onnxruntime-genai): the activations'
+    # precision inside the int4/int8 kernel, 4 = int8 (fastest on CPU), 1 = fp32 (closest to the float model)
+    accuracy_level: int = 4
+    symmetric: bool = True  # int4 weights without zero points (False: with them; ONNX Runtime and OpenVINO)
 
 
 @dataclass
@@ -317,6 +322,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError("prune.depth", f"{cfg.prune.depth} is out of range; allowed: 0 to below 1")
     if cfg.quant.group_size not in (32, 64, 128, 256):
         raise ConfigError("quant.group_size", f"{cfg.quant.group_size} is not supported; allowed: 32, 64, 128, 256")
+    if cfg.quant.accuracy_level not in (1, 4):
+        raise ConfigError("quant.accuracy_level", f"{cfg.quant.accuracy_level} is not supported; allowed: 1 (fp32 "
+                                                  "activations in the int4/int8 kernel), 4 (int8)")  # fmt: skip
     g = cfg.gen
     if g.prompt_tokens < 1 or g.new_tokens < 1:
         raise ConfigError("gen", f"prompt_tokens and new_tokens must be >= 1, got {g.prompt_tokens}, {g.new_tokens}")

@@ -59,7 +59,12 @@ class TrialResult:
 
 
 def params_of(cfg: Config, generation: bool = False) -> dict[str, Any]:
-    lm = {"prune_depth": cfg.prune.depth, "quant_group_size": cfg.quant.group_size} if generation else {}
+    q = cfg.quant
+    lm = {"prune_depth": cfg.prune.depth, "quant_group_size": q.group_size} if generation else {}
+    if generation and cfg.engine in ("onnxruntime", "onnxruntime_genai"):  # only MatMulNBits reads it
+        lm["quant_accuracy_level"] = q.accuracy_level
+    if generation and cfg.engine in ("onnxruntime", "onnxruntime_genai", "openvino"):
+        lm["quant_symmetric"] = q.symmetric
     return lm | {
         "prune_ratio": cfg.prune.ratio,
         "prune_importance": cfg.prune.importance,
@@ -167,7 +172,9 @@ def build(cfg: Config, model_cfg: Any, sw: _Stopwatch | None = None, early: bool
     workdir = tempfile.TemporaryDirectory(prefix="infersearch-")
     with sw("engine"):
         calibration = task.splits.calib.take(cfg.quant.calibration_samples)
-        ctx = BuildContext(device, cfg.precision, threads, calibration, Path(workdir.name), cfg.quant.group_size)
+        q = cfg.quant
+        ctx = BuildContext(device, cfg.precision, threads, calibration, Path(workdir.name), q.group_size,
+                           q.accuracy_level, q.symmetric, task.tokenizer)  # fmt: skip
         if task.generation:
             runner = engine.build_lm(model, qplan, ctx, cfg.gen)
         else:

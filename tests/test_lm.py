@@ -130,16 +130,20 @@ def test_each_engine_saves_a_language_model_in_its_format_whose_recipe_generates
 @pytest.mark.parametrize(
     ("engine", "bits", "method"),
     [("onnxruntime", 32, "none"), ("onnxruntime", 4, "onnxruntime-matmulnbits-int4"), ("openvino", 32, "none"),
-     ("openvino", 4, "nncf-int4-weights")],
+     ("openvino", 4, "nncf-int4-weights"), ("onnxruntime_genai", 32, "none"),
+     ("onnxruntime_genai", 4, "genai-builder-int4")],
 )  # fmt: skip
 def test_deployment_engines_run_the_exported_decoder_with_its_cache_fed_back(engine, bits, method, tmp_path):
+    from infersearch.engines.decode_genai import genai_lm_runner
     from infersearch.engines.decode_onnx import onnx_lm_runner
     from infersearch.engines.decode_openvino import openvino_lm_runner
 
-    build = onnx_lm_runner if engine == "onnxruntime" else openvino_lm_runner
-    model, ids = _model(), torch.randint(0, 320, (3, 32), generator=torch.Generator().manual_seed(4))
-    runner = build(_model(), QuantPlan(bits, method, "real"), BuildContext("cpu", "fp32", 1, ids[:1], tmp_path, 32),
-                   GenConfig(8, 8))  # fmt: skip
+    build = {"onnxruntime": onnx_lm_runner, "openvino": openvino_lm_runner,
+             "onnxruntime_genai": genai_lm_runner}[engine]  # fmt: skip
+    shape = (2, 2, 1) if engine == "onnxruntime_genai" else (2, 4, 2)  # its attention needs heads of 16 or more
+    model, ids = _model(*shape), torch.randint(0, 320, (3, 32), generator=torch.Generator().manual_seed(4))
+    runner = build(_model(*shape), QuantPlan(bits, method, "real"),
+                   BuildContext("cpu", "fp32", 1, ids[:1], tmp_path, 32), GenConfig(8, 8))  # fmt: skip
     with torch.no_grad():
         full = model(ids[:, :13]).logits
     step = torch.as_tensor(runner.run(runner.prepare(ids)))[:, -1]
@@ -149,7 +153,7 @@ def test_deployment_engines_run_the_exported_decoder_with_its_cache_fed_back(eng
         assert torch.allclose(runner(ids[:, :13]), full, atol=1e-4)
         assert torch.equal(step.argmax(-1), full[:, 12].argmax(-1))  # greedy picks the same token
     else:  # int4 weights in groups of 32: close, and a smaller file than the same engine's fp32
-        fp32 = build(_model(), FP32, BuildContext("cpu", "fp32", 1, ids[:1], tmp_path / "f", 32), GenConfig(8, 8))
+        fp32 = build(_model(*shape), FP32, BuildContext("cpu", "fp32", 1, ids[:1], tmp_path / "f", 32), GenConfig(8, 8))
         cos = torch.nn.functional.cosine_similarity(step.flatten(), full[:, 12].flatten(), dim=0)
         # smaller: on this toy model NNCF keeps the embeddings (a third of it) int8, so not 8x smaller
         assert cos > 0.98 and runner.size_mb < 0.9 * fp32.size_mb, (cos, runner.size_mb, fp32.size_mb)
@@ -163,11 +167,18 @@ def test_deployment_engines_run_the_exported_decoder_with_its_cache_fed_back(eng
         (["quant.bits=4", "precision=fp32"], "use precision=bf16"),
         (["quant.bits=8", "precision=bf16", "quant.scheme=dynamic"], "allowed weight_only (or auto)"),
         (["quant.group_size=48"], "quant.group_size: 48 is not supported; allowed: 32, 64, 128, 256"),
+        (["quant.accuracy_level=3"], "quant.accuracy_level: 3 is not supported; allowed: 1"),
+        (["engine=onnxruntime_genai", "precision=bf16"], "with onnxruntime_genai: allowed fp32 on cpu"),
     ],
 )
 def test_a_bad_language_model_setting_gets_one_line(overrides, expected, tmp_path):
     code, message = refusal(*TINY_LM, f"cache_dir={tmp_path}", *overrides)
     assert code == 2 and expected in message, message
+
+
+def test_the_genai_builder_is_refused_for_a_model_that_is_not_a_language_model():
+    code, message = refusal("engine=onnxruntime_genai")
+    assert code == 2 and "onnxruntime_genai builds decoders (language models) only" in message, message
 
 
 def test_depth_pruning_is_refused_for_a_model_that_is_not_a_language_model():

@@ -79,6 +79,9 @@ class BuildContext:
     calibration: torch.Tensor  # fp32 training inputs, on CPU
     workdir: Path  # scratch space for exported files
     group_size: int = 128  # a language model's weight-only quantization: weights per scale
+    accuracy_level: int = 4  # ONNX Runtime's MatMulNBits: the activations' precision (quant.accuracy_level)
+    symmetric: bool = True  # int4 weights without zero points (quant.symmetric)
+    tokenizer: Any = None  # a language model's (tokenizers.Tokenizer): an engine that ships one beside its graph
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Language models on ONNX Runtime: the decoder exported with its KV cache as explicit inputs and outputs,
 int4 weights through ONNX Runtime's ``MatMulNBitsQuantizer`` (block size = ``quant.group_size``, accuracy
-level 4: int8 activations inside the kernel) or dynamic int8 (``quantize_dynamic``), fed back step by step.
+level = ``quant.accuracy_level``: 4 = int8 activations inside the kernel; zero points unless
+``quant.symmetric``) or dynamic int8 (``quantize_dynamic``), fed back step by step.
 
 The export wraps the model so the past keys and values are flat tensors (``past_{2i}``, ``past_{2i+1}`` for
 layer i, ``[batch, kv_heads, past, head_dim]``) and the present ones come out (TorchScript exporter, eager
@@ -83,7 +84,7 @@ class _Flat(nn.Module):
         return (out.logits, *present)
 
 
-def _shape(model: nn.Module) -> tuple[int, int, int]:
+def kv_shape(model: nn.Module) -> tuple[int, int, int]:
     c = model.config
     head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
     return c.num_hidden_layers, c.num_key_value_heads, head_dim
@@ -91,7 +92,7 @@ def _shape(model: nn.Module) -> tuple[int, int, int]:
 
 def export(model: nn.Module, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    layers, kv, hd = _shape(model)
+    layers, kv, hd = kv_shape(model)
     m = copy.deepcopy(model).float().cpu().eval()
     m.config._attn_implementation = "eager"
     ids = torch.zeros((2, 3), dtype=torch.long)
@@ -110,13 +111,13 @@ def export(model: nn.Module, path: Path) -> Path:
     return path
 
 
-def quantize(path: Path, qplan: QuantPlan, group_size: int, out: Path) -> Path:
+def quantize(path: Path, qplan: QuantPlan, ctx: BuildContext, out: Path) -> Path:
     if qplan.method == "onnxruntime-matmulnbits-int4":
         import onnx
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-        q = MatMulNBitsQuantizer(onnx.load(str(path)), bits=4, block_size=group_size, is_symmetric=True,
-                                 accuracy_level=4)  # fmt: skip
+        q = MatMulNBitsQuantizer(onnx.load(str(path)), bits=4, block_size=ctx.group_size, is_symmetric=ctx.symmetric,
+                                 accuracy_level=ctx.accuracy_level)  # fmt: skip
         q.process()
         q.model.save_model_to_file(str(out), use_external_data_format=False)
         return out
@@ -134,7 +135,7 @@ def onnx_lm_runner(model: nn.Module, qplan: QuantPlan, ctx: BuildContext, gen: G
     with library_step("export", "onnxruntime"):
         path = export(model, ctx.workdir / "model.onnx")
     with library_step("quantize", "onnxruntime"):
-        path = quantize(path, qplan, ctx.group_size, ctx.workdir / "model.q.onnx")
+        path = quantize(path, qplan, ctx, ctx.workdir / "model.q.onnx")
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = ctx.threads, 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -154,7 +155,7 @@ def onnx_lm_runner(model: nn.Module, qplan: QuantPlan, ctx: BuildContext, gen: G
 def flat_kv_runner(model: nn.Module, gen: GenConfig, call, size_mb: float, save, settings: dict[str, Any]) -> Runner:
     """A runner over a graph that takes ``input_ids`` and the past cache as ``past_*`` arrays and returns
     ``(logits, *present)``: ``call(feed)`` runs it (ONNX Runtime's session, OpenVINO's compiled model)."""
-    layers, kv, hd = _shape(model)
+    layers, kv, hd = kv_shape(model)
     at, names = gen.context, [f"past_{i}" for i in range(2 * layers)]
 
     def empty(batch: int) -> dict[str, np.ndarray]:

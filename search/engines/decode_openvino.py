@@ -1,8 +1,9 @@
 """Language models on OpenVINO: the same flat-KV ONNX export as ONNX Runtime's (decode_onnx.py), read by
 OpenVINO, weights compressed by NNCF (``nncf.compress_weights``: int8 asymmetric per channel, or int4
-symmetric in groups of ``quant.group_size``; a layer whose width the group does not divide is left as it is,
-as torchao does; NNCF's defaults otherwise: the embeddings and the last layer stay int8), compiled for the
-CPU with an explicit inference precision (fp32, or bf16 where the CPU has it) and run with the cache fed back.
+symmetric (``quant.symmetric``, else with zero points) in groups of ``quant.group_size``; a layer whose
+width the group does not divide is left as it is, as torchao does; NNCF's defaults otherwise: the
+embeddings and the last layer stay int8), compiled for the CPU with an explicit inference precision (fp32,
+or bf16 where the CPU has it) and run with the cache fed back.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def plan_openvino_lm(bits: int, caps: Capabilities, precision: str, scheme: str)
     return QuantPlan(bits, f"nncf-int{bits}-weights", "real")
 
 
-def compress(ov_model, qplan: QuantPlan, group_size: int):
+def compress(ov_model, qplan: QuantPlan, group_size: int, symmetric: bool = True):
     import nncf
 
     if qplan.method == "nncf-int8-weights":
@@ -62,7 +63,10 @@ def compress(ov_model, qplan: QuantPlan, group_size: int):
 
         keep = AdvancedCompressionParameters(group_size_fallback_mode=nncf.GroupSizeFallbackMode.IGNORE)
         return nncf.compress_weights(
-            ov_model, mode=nncf.CompressWeightsMode.INT4_SYM, group_size=group_size, advanced_parameters=keep
+            ov_model,
+            mode=nncf.CompressWeightsMode.INT4_SYM if symmetric else nncf.CompressWeightsMode.INT4_ASYM,
+            group_size=group_size,
+            advanced_parameters=keep,
         )
     return ov_model
 
@@ -74,7 +78,7 @@ def openvino_lm_runner(model: nn.Module, qplan: QuantPlan, ctx: BuildContext, ge
     with library_step("convert", "openvino"):
         ov_model = core.read_model(str(export(model, ctx.workdir / "model.onnx")))
     with library_step("quantize", "nncf"):
-        ov_model = compress(ov_model, qplan, ctx.group_size)
+        ov_model = compress(ov_model, qplan, ctx.group_size, ctx.symmetric)
     config = {"INFERENCE_PRECISION_HINT": HINT[ctx.precision], "INFERENCE_NUM_THREADS": ctx.threads,
               "PERFORMANCE_HINT": "LATENCY"}  # fmt: skip
     with library_step("compile", "openvino"):
