@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-from infersearch.__main__ import to_config
 from infersearch.cache import atomic_write_text
+from infersearch.compose import to_config
 from infersearch.device import capabilities, resolve
 from infersearch.measure.latency import Timing, measure_interleaved
 from infersearch.report_table import table

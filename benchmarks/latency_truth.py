@@ -20,8 +20,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch.utils import benchmark
 
-from infersearch.__main__ import to_config
 from infersearch.cache import atomic_write_text
+from infersearch.compose import to_config
 from infersearch.device import capabilities
 from infersearch.measure.anchor import round_ratio
 from infersearch.measure.latency import Timing, measure_interleaved

@@ -29,8 +29,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from peers import run_study  # noqa: E402 - benchmarks/ is this script's folder
 
-from infersearch.__main__ import to_config
 from infersearch.cache import atomic_write_text
+from infersearch.compose import to_config
 from infersearch.device import capabilities
 from infersearch.measure.latency import Timing, measure_interleaved
 from infersearch.report_table import table

@@ -43,10 +43,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from infersearch.__main__ import to_config
 from infersearch.architecture import is_transformer
 from infersearch.baseline import Baseline, load_task
 from infersearch.cache import atomic_write_text
+from infersearch.compose import to_config
 from infersearch.config import Config
 from infersearch.device import capabilities
 from infersearch.engines.onnx_export import export_onnx

@@ -43,7 +43,7 @@ def time_ratios(overrides: list[str], repeats: int) -> list[float]:
     """Build the variant and baseline once, then ``repeats`` confirmation-sized side-by-side timings."""
     import torch
 
-    from infersearch.__main__ import to_config
+    from infersearch.compose import to_config
     from infersearch.measure.anchor import round_ratio
     from infersearch.measure.latency import Timing, measure_interleaved
     from infersearch.trial import batch_of, build

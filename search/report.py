@@ -1,16 +1,13 @@
-"""``python -m infersearch.report study.name=...``: rebuild a study's report from its storage alone."""
+"""``infersearch report study.name=...``: rebuild a study's report from its storage alone."""
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
-import hydra
 import optuna
-from omegaconf import DictConfig, OmegaConf
 
-from infersearch.config import StudyConfig, with_metric
+from infersearch.config import Config, StudyConfig, with_metric
 from infersearch.errors import ConfigError
 from infersearch.secrets import mask_url
 from infersearch.study.attrs import attrs_of
@@ -18,25 +15,17 @@ from infersearch.study.report import summary_text, write_report
 from infersearch.study.storage import make_storage, open_study, quiet_design_warnings, storage_url
 from infersearch.tracking import Tracker
 
-log = logging.getLogger("infersearch.report")
 
-
-@hydra.main(version_base="1.3", config_path="pkg://infersearch.conf", config_name="config")
-def main(cfg: DictConfig) -> None:
-    st = OmegaConf.to_object(cfg.study)
-    try:
-        st = with_metric(st, *stored_metric(st))
-        study = open_study(st)
-    except ConfigError as exc:
-        log.error("%s", exc)
-        sys.exit(2)
+def report(cfg: Config, overrides: list[str]) -> None:
+    """Every report file of ``study.name`` rebuilt from storage; refuses a study with no trials."""
+    st = with_metric(cfg.study, *stored_metric(cfg.study))
+    study = open_study(st)
     if not study.trials:
-        log.error("study.name: study %r has no trials in this storage", st.name)
-        sys.exit(2)
+        raise ConfigError("study.name", f"study {st.name!r} has no trials in this storage")
     summary = write_report(study, st)
     print(summary_text(summary, st))
     model_dir = Path(st.output_dir) / "model"
-    Tracker(OmegaConf.to_object(cfg.tracking), st).log_study(study, summary, model_dir if model_dir.exists() else None)
+    Tracker(cfg.tracking, st).log_study(study, summary, model_dir if model_dir.exists() else None)
 
 
 def stored_metric(st: StudyConfig) -> tuple[str, str, bool]:
@@ -55,5 +44,7 @@ def stored_metric(st: StudyConfig) -> tuple[str, str, bool]:
     return metric["name"], metric["direction"], bool(metric.get("generation"))
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # python -m infersearch.report, as before the front door had the command
+    from infersearch.cli import main
+
+    sys.exit(main(["report", *sys.argv[1:]]))

@@ -73,8 +73,8 @@ def refusal(*overrides: str) -> tuple[int, str]:
     validation (``infersearch.trial.check``) and the model's own (``load_task``). Returns the exit status the
     command line gives the error (Hydra's 1 for what it cannot compose, infersearch's 2 for a ConfigError;
     0: accepted) and the messages of the error and its causes, as Hydra prints them."""
-    from infersearch.__main__ import to_config
     from infersearch.baseline import load_task
+    from infersearch.compose import to_config
     from infersearch.errors import ConfigError
     from infersearch.trial import check
 
@@ -183,7 +183,7 @@ def exported(tmp_path_factory, cache_dir) -> tuple[Path, Any, Any]:
     from omegaconf import OmegaConf
     from optuna.trial import create_trial
 
-    from infersearch.__main__ import to_config
+    from infersearch.compose import to_config
     from infersearch.study.export import export_trial
     from infersearch.trial import build
 

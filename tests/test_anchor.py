@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from infersearch.__main__ import to_config
+from infersearch.compose import to_config
 from infersearch.measure.anchor import Anchor, anchored_metrics, round_ratio
 from infersearch.measure.latency import Timing, measure_interleaved
 from infersearch.trial import evaluate_trial

@@ -13,7 +13,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from infersearch.__main__ import to_config
+from infersearch.compose import to_config
 from infersearch.errors import UnsupportedError
 from infersearch.trial import build, check
 from tests.conftest import ROOT

@@ -54,7 +54,7 @@ def test_tf32_is_never_silent():
 
 @needs_cuda
 def test_cuda_trial_times_with_events_and_reports_allocator_peak(make_cfg):
-    from infersearch.__main__ import run
+    from infersearch.run import run
 
     result = run(make_cfg("device=cuda", "precision=bf16", "quant.bits=8", "batch_size=32", "isolate=false"))
     env = result["env"]
@@ -65,7 +65,7 @@ def test_cuda_trial_times_with_events_and_reports_allocator_peak(make_cfg):
 
 @needs_cuda
 def test_cuda_fp32_keeps_tf32_off_and_tf32_turns_it_on(make_cfg):
-    from infersearch.__main__ import run
+    from infersearch.run import run
 
     run(make_cfg("device=cuda", "precision=fp32", "isolate=false"))
     assert torch.backends.cuda.matmul.allow_tf32 is False

@@ -73,9 +73,13 @@ def project(tmp_path_factory) -> Path:
 
 def test_the_installed_wheel_runs_a_study_from_a_project_with_its_own_models_package(installed, project):
     exe = str(installed / "bin" / "infersearch")
-    help_ = _run([exe, "--help"], project)
+    commands = _run([exe, "--help"], project)
+    assert commands.returncode == 0 and "serve-tune" in commands.stdout, commands.stderr[-2000:]
+    help_ = _run([exe, "run", "--help"], project)
     assert help_.returncode == 0 and "infersearch is powered by Hydra" in help_.stdout, help_.stderr[-2000:]
     assert "digits_cnn" in help_.stdout  # the zoo's configs, read from inside the installed package
+    report = _run([exe, "report", "--help"], project)
+    assert report.returncode == 0 and report.stdout.startswith("usage: infersearch report"), report.stderr[-2000:]
     job = _run([exe, "--config-dir", "conf", "model=mine", "--cfg", "job"], project)
     assert job.returncode == 0 and "_target_: models.mine.task" in job.stdout, job.stderr[-2000:]
     tiny = [o for o in TINY if not o.startswith("model.")]

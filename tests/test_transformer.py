@@ -14,8 +14,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from optuna.trial import create_trial
 
-from infersearch.__main__ import to_config
 from infersearch.architecture import attention_modules, is_transformer
+from infersearch.compose import to_config
 from infersearch.config import PruneConfig
 from infersearch.device import capabilities
 from infersearch.errors import UnsupportedError

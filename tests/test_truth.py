@@ -16,8 +16,8 @@ import pytest
 import torch
 from optuna.distributions import FloatDistribution
 
-from infersearch.__main__ import to_config
 from infersearch.cache import TensorCache
+from infersearch.compose import to_config
 from infersearch.config import Direction, MeasureConfig, ObjectiveConfig, StudyConfig
 from infersearch.measure.anchor import AnchorBook, judge
 from infersearch.measure.latency import Timing, measure_interleaved

@@ -14,10 +14,10 @@ from omegaconf import open_dict
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from infersearch.__main__ import run
 from infersearch.models import Task
 from infersearch.models.data import split_arrays, to_splits
 from infersearch.models.task import ACCURACY, Split, Splits, TrainRecipe, classification_accuracy
+from infersearch.run import run
 from tests.conftest import TINY, run_cli
 
 

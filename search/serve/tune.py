@@ -153,7 +153,7 @@ def measure(
 
 
 def tune(cfg: Config, overrides: list[str]) -> dict[str, Any]:
-    from infersearch.serve.cli import service
+    from infersearch.serve.service import service
 
     s = service(cfg, overrides, tuned=False)  # what an earlier serve-tune picked does not bias this one
     tu = cfg.tune
