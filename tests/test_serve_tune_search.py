@@ -102,5 +102,5 @@ def test_top_table_and_figure(tmp_path):
     top = top_rows(rows, 2, chosen=2)
     assert [(r["rank"], r["max_batch_size"], r["picked"]) for r in top] == [(1, 4, False), (2, 16, True)]
     assert markdown(top).splitlines()[0].startswith("| rank | max_batch_size |")
-    png = p99_png(rows, curves, slo_ms=10.0, n=2, title="test")
+    png = p99_png(rows, curves, slo_ms=10.0, n=2, title="test", pick=settings[2])
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000

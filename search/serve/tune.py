@@ -211,8 +211,8 @@ def tune(cfg: Config, overrides: list[str]) -> dict[str, Any]:
         rate = search.target_rps or tu.rate
         target = f"{rate:g} requests/s" if rate else "half the first setting's saturation"
         log.info(
-            "serve-tune: %s of %s (trial %s), SLO %g ms (%s), target %s, %gs per load",
-            *(describe(search), s.model_dir, s.manifest.get("trial"), s.slo_ms, s.slo_source, target, tu.duration_s),
+            "serve-tune of %s (trial %s), SLO %g ms (%s), target %s, %gs per load: %s",
+            *(s.model_dir, s.manifest.get("trial"), s.slo_ms, s.slo_source, target, tu.duration_s, describe(search)),
         )
         try:
             rate = _measure_settings(search, fixed, body, rate, tu, s.slo_ms)

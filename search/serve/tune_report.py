@@ -62,7 +62,7 @@ def points(curve: dict[str, Any]) -> list[tuple[float, float]]:
 
 
 def p99_png(
-    rows: list[dict[str, Any]], curves: list[dict[str, Any]], slo_ms: float, n: int, title: str, pick: dict | None = None
+    rows: list[dict[str, Any]], curves: list[dict[str, Any]], slo_ms: float, n: int, title: str, pick: dict | None
 ) -> bytes:
     """One line per setting (the ``n`` best) through every rate it was offered; the SLO dashed; the pick named."""
     import matplotlib
