@@ -103,7 +103,14 @@ def settings_grid(tu: TuneConfig) -> list[dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def served(overrides: list[str], setting: dict[str, Any], port: int) -> Iterator[tuple[str, int]]:
+def served(overrides: list[str], setting: dict[str, Any], port: int) -> Iterator[str]:
+    """:func:`serving`, its URL only (what benchmarks/serve_load.py uses)."""
+    with serving(overrides, setting, port) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def serving(overrides: list[str], setting: dict[str, Any], port: int) -> Iterator[tuple[str, int]]:
     """A real ``infersearch serve`` with this setting on loopback, until the block ends (SIGTERM): its URL and
     process id. Its output goes to a file, never a pipe nobody reads (a full pipe would stall the server)."""
     _refuse_taken(port)
@@ -229,7 +236,7 @@ def _measure_settings(search, fixed: list[str], body: Payload, rate: float | Non
     while (asked := search.ask()) is not None:
         trial, setting = asked
         try:
-            with served(fixed, setting, tu.port) as (url, pid):
+            with serving(fixed, setting, tu.port) as (url, pid):
                 m = measure(url, body, setting, rate, tu, slo_ms, pid)
             rate, row = m.target_rps, m.row(tu.loads, slo_ms)
             search.tell(trial, m.goodput_rps, row, m.curve_doc(), rate)
