@@ -268,6 +268,10 @@ class TuneConfig:
     goodput_steps: int = 5  # loads of the goodput search per setting (bisection: resolution saturation / 2^steps)
     loads: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0])  # offered rates, as shares of the target
     port: int = 8765  # where each candidate is served while measured (loopback)
+    n_trials: int = 12  # settings measured at most: a larger grid is searched by Optuna's TPE sampler
+    top: int = 5  # rows of the top-N table, and settings drawn in the p99-against-load figure
+    dir: str | None = None  # the tune's study (tune.db), table and figure; null: serve-tune/ beside the export
+    resume: bool = True  # continue the study of the same artifact, SLO and tune.* settings; false: start over
 
 
 @dataclass
@@ -385,6 +389,8 @@ def _validate_tune(tu: TuneConfig) -> None:
         raise ConfigError("tune", "rate > 0 or null, duration_s > 0, loads with a value > 0")
     if tu.goodput_steps < 1:
         raise ConfigError("tune.goodput_steps", f"{tu.goodput_steps} must be >= 1")
+    if tu.n_trials < 1 or tu.top < 1:
+        raise ConfigError("tune", f"n_trials ({tu.n_trials}) and top ({tu.top}) must be >= 1")
 
 
 def with_metric(st: StudyConfig, name: str, direction: str, generation: bool = False) -> StudyConfig:

@@ -206,7 +206,13 @@ class Tracker:
         xs = [[point["offered_rps"] for point in c["loads"]] for c in curves]
         ys = [[point["server_p99_ms"] for point in c["loads"]] for c in curves]
         chart = wandb.plot.line_series(xs, ys, keys, title="p99 latency (served) against load", xname="requests/s")
-        run.log({"serving": _table(doc["results"]), "p99_vs_load": chart})
+        items = {"serving": _table(doc["results"]), "p99_vs_load": chart}
+        if doc.get("top"):  # serve-tune's top-N table and its figure (search/serve/tune_report.py)
+            items["serving_top"] = _table(doc["top"])
+        figure = (doc.get("files") or {}).get("figure")
+        if figure and Path(figure).is_file():
+            items["p99_vs_load_png"] = wandb.Image(figure, caption="p99 against offered load per setting, SLO dashed")
+        run.log(items)
         run.summary.update({"pick": doc["pick"], "slo_ms": doc["slo_ms"], "target_rps": doc["target_rps"]})
         run.finish()
 
