@@ -50,6 +50,23 @@ PEERS = {  # name: the overrides that are exactly torchao's documented recipe on
     # ONNX Runtime's LLM recipe on CPU (LM-NOTES): int4 MatMulNBits, block 128, accuracy level 4
     "ONNX Runtime int4 MatMulNBits block 128": ["quant.bits=4", "quant.group_size=128", "engine=onnxruntime"],
     "ONNX Runtime dynamic int8": ["quant.bits=8", "engine=onnxruntime"],
+    # onnxruntime-genai's model builder `-p int4 -e cpu` with its defaults (block 32, accuracy level 4, symmetric)
+    "onnxruntime-genai builder int4 (defaults)": [
+        "quant.bits=4",
+        "quant.group_size=32",
+        "quant.accuracy_level=4",
+        "quant.symmetric=true",
+        "engine=onnxruntime_genai",
+    ],
+    # optimum-intel's `--weight-format int4` / `int8` weights (NNCF int4 asymmetric, group 128; int8 asymmetric
+    # per channel) on our explicit-KV export: optimum-intel itself pulls torch 2.14 here (not installable)
+    "OpenVINO NNCF int4 asym g128 (optimum-intel's default weights)": [
+        "quant.bits=4",
+        "quant.group_size=128",
+        "quant.symmetric=false",
+        "engine=openvino",
+    ],
+    "OpenVINO NNCF int8 (optimum-intel's int8 weights)": ["quant.bits=8", "engine=openvino"],
 }
 FIXED = ["prune.ratio=0.0", "prune.depth=0.0", "quant.bits=32", "precision=fp32", "engine=eager", "batch_size=1"]
 
@@ -146,8 +163,10 @@ def main(overrides: list[str]) -> dict:
 def _params(rec: dict) -> dict[str, Any]:
     """The recommendation's configuration as overrides (batch size aside: timed at each concurrency)."""
     p = rec["params"]
+    knobs = {k: p[f"quant_{k}"] for k in ("accuracy_level", "symmetric") if f"quant_{k}" in p}
     return {"prune.ratio": p["prune_ratio"], "prune.depth": p["prune_depth"], "quant.bits": p["quant_bits"],
-            "quant.group_size": p["quant_group_size"], "precision": p["precision"], "engine": p["engine"]}  # fmt: skip
+            "quant.group_size": p["quant_group_size"], "precision": p["precision"], "engine": p["engine"],
+            **{f"quant.{k}": v for k, v in knobs.items()}}  # fmt: skip
 
 
 if __name__ == "__main__":

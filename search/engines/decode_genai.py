@@ -36,12 +36,14 @@ PRECISION = {32: "fp32", 8: "int8", 4: "int4"}  # quant.bits -> the builder's -p
 GENAI_FOLDER = register_format(
     ArtifactFormat(
         "onnxruntime-genai",
-        "import onnxruntime_genai as og\n"
-        "model = og.Model('.')\ntok = og.Tokenizer(model)\n"
-        "params = og.GeneratorParams(model)\nparams.set_search_options(max_length=64, do_sample=False)\n"
-        "generator = og.Generator(model, params)\ngenerator.append_tokens(tok.encode(text))\n"
-        "while not generator.is_done():\n    generator.generate_next_token()\n"
-        "y = generator.get_sequence(0)",
+        "import numpy as np, onnxruntime_genai as og\nfrom tokenizers import Tokenizer\n"
+        "model, tok = og.Model('.'), Tokenizer.from_file('tokenizer.json')\n"
+        "prompt = tok.encode(text).ids\nparams = og.GeneratorParams(model)\n"
+        "params.set_search_options(max_length=len(prompt) + 32, min_length=len(prompt) + 32, do_sample=False)\n"
+        "generator = og.Generator(model, params)\ngenerator.append_tokens(prompt)\n"
+        "while not generator.is_done():  # greedy; the generator keeps the KV cache\n"
+        "    generator.generate_next_token()\n"
+        "y = np.array([generator.get_sequence(0)])",
     )
 )
 
