@@ -91,7 +91,7 @@ def create_app(cfg: ServeConfig, model: Artifact, slo_ms: float | None) -> Starl
                 parsed = await asyncio.to_thread(decode, body) if len(body) > LARGE else decode(body)
                 metrics.decode.observe(time.perf_counter() - t0)
                 x = parsed.x if hasattr(parsed, "x") else parsed
-                y = await asyncio.wait_for(batcher.submit(x), cfg.timeout_ms / 1000)
+                y = await batcher.submit(x, cfg.timeout_ms / 1000)
             except BadRequest as exc:
                 return answer(exc.status, {"error": exc.reason}, started)
             except QueueFull as exc:
