@@ -20,24 +20,27 @@ class Model:
 
     def __init__(self) -> None:
         self.sizes: list[int] = []
+        self.threads: set[int | None] = set()
         self.gate = threading.Event()
         self.gate.set()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         self.gate.wait(5)
         self.sizes.append(len(x))
+        self.threads.add(threading.get_ident())
         return 2 * x
 
 
-def _batcher(model: Model, max_batch: int = 8, delay_s: float = 0.05, queue: int = 64) -> Batcher:
-    return Batcher(model, make_metrics(None, max_batch), max_batch, delay_s, workers=1, queue_limit=queue)
+def _batcher(model: Model, max_batch: int = 8, delay_s: float = 0.05, queue: int = 64, workers: int = 1) -> Batcher:
+    return Batcher(model, make_metrics(None, max_batch), max_batch, delay_s, workers=workers, queue_limit=queue)
 
 
-def test_requests_sent_together_share_batches_and_get_their_own_rows():
+@pytest.mark.parametrize("workers", [0, 1, 2])  # 0: batches run on the event loop's thread
+def test_requests_sent_together_share_batches_and_get_their_own_rows(workers):
     model = Model()
 
     async def go():
-        b = _batcher(model)
+        b = _batcher(model, workers=workers)
         b.start()
         xs = [np.full((n, 2), i, np.float32) for i, n in enumerate([1, 3, 2, 1, 4, 1])]  # 12 samples, max 8
         outs = await asyncio.gather(*(b.submit(x, 5.0) for x in xs))
@@ -47,7 +50,8 @@ def test_requests_sent_together_share_batches_and_get_their_own_rows():
     xs, outs = asyncio.run(go())
     for x, y in zip(xs, outs):
         np.testing.assert_array_equal(y, 2 * x)
-    assert model.sizes == [7, 5]  # 1+3+2+1 = 7; the 4 did not fit and opened the next batch
+    assert sorted(model.sizes) == [5, 7]  # 1+3+2+1 = 7; the 4 did not fit and opened the next batch
+    assert (model.threads == {threading.main_thread().ident}) == (workers == 0)
 
 
 def test_a_lone_request_waits_about_max_delay():

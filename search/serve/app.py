@@ -33,6 +33,7 @@ LARGE = 256 * 1024  # bodies above this are decoded in a thread: health checks s
 def create_app(cfg: ServeConfig, model: Artifact, slo_ms: float | None) -> Starlette:
     """``model`` is loaded before the port opens: a bad artifact never serves."""
     metrics = make_metrics(slo_ms / 1000 if slo_ms else None, cfg.max_batch_size)
+    totals = metrics.totals  # GET /v2/models/{m}/stats
     state: dict = {"ready": False, "out_shape": ()}
     batcher = Batcher(model.predict, metrics, cfg.max_batch_size, cfg.max_delay_ms / 1000, cfg.workers, cfg.queue_size)
     params = model.manifest.get("params") or {}
@@ -65,7 +66,6 @@ def create_app(cfg: ServeConfig, model: Artifact, slo_ms: float | None) -> Starl
         metrics.requests.labels(code=str(status)).inc()
         took = time.perf_counter() - started
         metrics.request.observe(took)
-        totals = metrics.totals
         if status == 200:
             totals.success, totals.success_ns = totals.success + 1, totals.success_ns + int(took * 1e9)
         else:
@@ -89,7 +89,8 @@ def create_app(cfg: ServeConfig, model: Artifact, slo_ms: float | None) -> Starl
                     raise BadRequest(413, f"body is over serve.max_body_mb={cfg.max_body_mb}")
                 t0 = time.perf_counter()
                 parsed = await asyncio.to_thread(decode, body) if len(body) > LARGE else decode(body)
-                metrics.decode.observe(time.perf_counter() - t0)
+                decoding = time.perf_counter() - t0
+                metrics.decode.observe(decoding)
                 x = parsed.x if hasattr(parsed, "x") else parsed
                 y = await batcher.submit(x, cfg.timeout_ms / 1000)
             except BadRequest as exc:
@@ -103,7 +104,10 @@ def create_app(cfg: ServeConfig, model: Artifact, slo_ms: float | None) -> Starl
                 return answer(500, {"error": f"inference failed: {type(exc).__name__}: {exc}"}, started)
             t0 = time.perf_counter()
             body, headers, media = encode(y, parsed)
-            metrics.encode.observe(time.perf_counter() - t0)
+            encoding = time.perf_counter() - t0
+            metrics.encode.observe(encoding)
+            totals.decode_ns += int(decoding * 1e9)
+            totals.encode_ns += int(encoding * 1e9)
             return answer(200, body, started, headers, media)
 
     async def predict(request: Request) -> Response:
