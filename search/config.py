@@ -243,7 +243,7 @@ class ServeConfig:
     model_dir: str | None = None  # an exported model; None: this study's recommendation, <output_dir>/model
     max_batch_size: int = 32  # samples run together at most
     max_delay_ms: float = 2.0  # how long the first request of a batch waits for others
-    workers: int = 1  # batches in flight at once, each in its own thread
+    workers: int = 1  # batches in flight at once, each in its own thread; 0: one at a time on the event loop's
     threads: int = 0  # intra-op threads per batch; 0: the cores divided among the workers
     queue_size: int = 256  # requests waiting at most; beyond: 503 with Retry-After
     timeout_ms: float = 1000.0  # a request not answered by then gets 504
@@ -366,8 +366,8 @@ def validate(cfg: Config) -> None:
     if m.max_foreign_cores < 0 or m.anchor_spread < 0:
         raise ConfigError("measure", "max_foreign_cores and anchor_spread must be >= 0")
     sv = cfg.serve
-    if sv.max_batch_size < 1 or sv.workers < 1 or sv.queue_size < 1 or sv.threads < 0:
-        raise ConfigError("serve", "max_batch_size, workers and queue_size must be >= 1, threads >= 0")
+    if sv.max_batch_size < 1 or sv.workers < 0 or sv.queue_size < 1 or sv.threads < 0:
+        raise ConfigError("serve", "max_batch_size and queue_size must be >= 1, workers and threads >= 0")
     if sv.max_delay_ms < 0 or sv.timeout_ms <= 0 or sv.max_body_mb <= 0 or not 0 < sv.port < 65536:
         raise ConfigError("serve", "max_delay_ms >= 0, timeout_ms > 0, max_body_mb > 0, port in 1..65535")
     if sv.slo_ms is not None and sv.slo_ms <= 0:
@@ -383,7 +383,7 @@ def validate(cfg: Config) -> None:
 def _validate_tune(tu: TuneConfig) -> None:
     grids = {"max_batch_size": tu.max_batch_size, "max_delay_ms": tu.max_delay_ms, "workers": tu.workers}
     for key, values in {**grids, "threads": tu.threads, "loads": tu.loads}.items():
-        if not values or min(values) < (1 if key in ("max_batch_size", "workers") else 0):
+        if not values or min(values) < (1 if key == "max_batch_size" else 0):
             raise ConfigError(f"tune.{key}", f"{list(values)}: needs at least one value, none negative")
     if (tu.rate is not None and tu.rate <= 0) or tu.duration_s <= 0 or max(tu.loads) <= 0:
         raise ConfigError("tune", "rate > 0 or null, duration_s > 0, loads with a value > 0")

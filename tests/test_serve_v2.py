@@ -45,7 +45,12 @@ def test_tritonclient_drives_the_service_in_binary_and_json(exported):
                 np.testing.assert_allclose(one, expected[:1], rtol=1e-4, atol=1e-5)
             stats = client.get_inference_statistics("served")["model_stats"][0]
             assert stats["inference_count"] >= 12 and stats["execution_count"] >= 4
-            assert stats["inference_stats"]["success"]["count"] == 4 and stats["inference_stats"]["queue"]["ns"] > 0
+            split = stats["inference_stats"]
+            assert split["success"]["count"] == 4 and split["queue"]["ns"] > 0
+            # (de)serialisation apart from the model, as perf_analyzer prints it: compute input / output; the
+            # three compute counts are per request and equal (perf_analyzer aborts otherwise)
+            assert [split[k]["count"] for k in ("compute_input", "compute_infer", "compute_output")] == [4, 4, 4]
+            assert split["compute_input"]["ns"] > 0 and split["compute_output"]["ns"] > 0
             with pytest.raises(InferenceServerException, match="unknown model 'other'"):
                 _infer(client, "other", x, True)
             ints = http.InferInput("input", [5, 1, 8, 8], "INT32")  # integers are numbers too: cast to FP32

@@ -38,6 +38,7 @@ Encode = Callable[[np.ndarray, Req], tuple[bytes, dict[str, str] | None, str]]  
 def create_app(cfg: ServeConfig, model: Artifact, slo_ms: float | None) -> Starlette:
     """``model`` is loaded before the port opens: a bad artifact never serves."""
     metrics = make_metrics(slo_ms / 1000 if slo_ms else None, cfg.max_batch_size)
+    totals = metrics.totals  # GET /v2/models/{m}/stats
     state: dict = {"ready": False, "out_shape": ()}
     batcher = Batcher(model.predict, metrics, cfg.max_batch_size, cfg.max_delay_ms / 1000, cfg.workers, cfg.queue_size)
     params = model.manifest.get("params") or {}
@@ -70,7 +71,6 @@ def create_app(cfg: ServeConfig, model: Artifact, slo_ms: float | None) -> Starl
         metrics.requests.labels(code=str(status)).inc()
         took = time.perf_counter() - started
         metrics.request.observe(took)
-        totals = metrics.totals
         if status == 200:
             totals.success, totals.success_ns = totals.success + 1, totals.success_ns + int(took * 1e9)
         else:
@@ -94,8 +94,9 @@ def create_app(cfg: ServeConfig, model: Artifact, slo_ms: float | None) -> Starl
                     raise BadRequest(413, f"body is over serve.max_body_mb={cfg.max_body_mb}")
                 t0 = time.perf_counter()
                 x, parsed = await asyncio.to_thread(decode, body) if len(body) > LARGE else decode(body)
-                metrics.decode.observe(time.perf_counter() - t0)
-                y = await asyncio.wait_for(batcher.submit(x), cfg.timeout_ms / 1000)
+                decoding = time.perf_counter() - t0
+                metrics.decode.observe(decoding)
+                y = await batcher.submit(x, cfg.timeout_ms / 1000)
             except BadRequest as exc:
                 return answer(exc.status, {"error": exc.reason}, started)
             except QueueFull as exc:
@@ -107,7 +108,10 @@ def create_app(cfg: ServeConfig, model: Artifact, slo_ms: float | None) -> Starl
                 return answer(500, {"error": f"inference failed: {type(exc).__name__}: {exc}"}, started)
             t0 = time.perf_counter()
             body, headers, media = encode(y, parsed)
-            metrics.encode.observe(time.perf_counter() - t0)
+            encoding = time.perf_counter() - t0
+            metrics.encode.observe(encoding)
+            totals.decode_ns += int(decoding * 1e9)
+            totals.encode_ns += int(encoding * 1e9)
             return answer(200, body, started, headers, media)
 
     async def predict(request: Request) -> Response:

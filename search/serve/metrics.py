@@ -34,7 +34,7 @@ def batch_buckets(max_batch: int) -> tuple[float, ...]:
 @dataclass
 class Totals:
     """Running totals in Triton's statistics shape (``GET /v2/models/{m}/stats``, which perf_analyzer reads to
-    split server time into queue and compute): counts and nanoseconds."""
+    split server time into queue, compute and (de)serialisation): counts and nanoseconds."""
 
     success: int = 0
     success_ns: int = 0
@@ -42,8 +42,14 @@ class Totals:
     fail_ns: int = 0
     queue_ns: int = 0
     queued: int = 0
-    executions: int = 0
+    executions: int = 0  # batches run
+    # per request, as Triton counts them (perf_analyzer requires the three compute counts equal): requests
+    # whose batch ran, each charged its batch's model time; decoding its body (compute_input) and writing its
+    # answer (compute_output) are summed over the requests answered
+    computed: int = 0
     compute_ns: int = 0
+    decode_ns: int = 0
+    encode_ns: int = 0
     inferences: int = 0  # samples
     last_ms: int = 0  # when the last batch ran, ms since the epoch
 
@@ -61,9 +67,9 @@ class Totals:
                         "success": pair(self.success, self.success_ns),
                         "fail": pair(self.fail, self.fail_ns),
                         "queue": pair(self.queued, self.queue_ns),
-                        "compute_input": pair(self.executions, 0),
-                        "compute_infer": pair(self.executions, self.compute_ns),
-                        "compute_output": pair(self.executions, 0),
+                        "compute_input": pair(self.computed, self.decode_ns),
+                        "compute_infer": pair(self.computed, self.compute_ns),
+                        "compute_output": pair(self.computed, self.encode_ns),
                     },
                     "batch_stats": [],
                 }

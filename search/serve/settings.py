@@ -40,7 +40,7 @@ def with_tuned(sv: ServeConfig, model_dir: Path, digest: str, overrides: list[st
 
 
 def intra_op_threads(sv: ServeConfig) -> int:
-    return sv.threads or max(1, (os.cpu_count() or 1) // sv.workers)
+    return sv.threads or max(1, (os.cpu_count() or 1) // max(1, sv.workers))
 
 
 def slo_ms(cfg: Config, manifest: dict[str, Any]) -> tuple[float, str]:
