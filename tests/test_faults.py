@@ -20,7 +20,11 @@ SINGLE = [
     ("quant.bits=3", 2, "quant.bits: 3 is not supported; allowed: 32, 8, 4"),
     ("model=nope", 1, "Could not find 'model/nope'"),
     ("prnue.ratio=0.5", 1, "Could not override 'prnue.ratio'"),
-    ("engine=tensorrt", 1, "Invalid value 'tensorrt', expected one of [eager, compile, onnxruntime, openvino, onnxruntime_genai]"),
+    (
+        "engine=tensorrt",
+        1,
+        "Invalid value 'tensorrt', expected one of [eager, compile, onnxruntime, openvino, onnxruntime_genai]",
+    ),
     ("precision=bf16 quant.bits=8", 2, "precision: bf16"),  # no int8 with bf16, or no native bf16 here
     ("engine=compile quant.bits=8", 2, "engine: compile with quant.bits=8"),
     ("device=cuda", 2, "device: cuda was asked for but torch sees no CUDA device"),
