@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 from torch.utils import benchmark
 
-from infersearch.cache import atomic_write_text
-from infersearch.report_table import table
+from infersearch.core.cache import atomic_write_text
+from infersearch.report.table import table
 
 OUT = Path(__file__).resolve().parent / "results"
 
@@ -113,7 +113,7 @@ def independent(model_dir: Path, stored_config: dict) -> dict:
     study's cache (twice each): the baseline says which state the machine is in at that moment."""
     import torch
 
-    from infersearch.trial import batch_of, rebuild
+    from infersearch.trial.evaluate import batch_of, rebuild
 
     manifest = json.loads((model_dir / "manifest.json").read_text())
     bs, threads = int(manifest["params"]["batch_size"]), int(manifest["env"]["threads"])

@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-from infersearch.cache import atomic_write_text
 from infersearch.compose import to_config
-from infersearch.device import capabilities, resolve
+from infersearch.core.cache import atomic_write_text
+from infersearch.core.device import capabilities, resolve
 from infersearch.measure.latency import Timing, measure_interleaved
-from infersearch.report_table import table
-from infersearch.trial import batch_of, build
+from infersearch.report.table import table
+from infersearch.trial.evaluate import batch_of, build
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {

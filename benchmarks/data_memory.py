@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from infersearch.cache import atomic_write_text
-from infersearch.device import capabilities
+from infersearch.core.cache import atomic_write_text
+from infersearch.core.device import capabilities
 from infersearch.models import digits_cnn
 from infersearch.models.task import Split, Task
 

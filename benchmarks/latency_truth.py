@@ -20,13 +20,13 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch.utils import benchmark
 
-from infersearch.cache import atomic_write_text
 from infersearch.compose import to_config
-from infersearch.device import capabilities
+from infersearch.core.cache import atomic_write_text
+from infersearch.core.device import capabilities
 from infersearch.measure.anchor import round_ratio
 from infersearch.measure.latency import Timing, measure_interleaved
-from infersearch.report_table import table
-from infersearch.trial import batch_of, build
+from infersearch.report.table import table
+from infersearch.trial.evaluate import batch_of, build
 
 ROOT = Path(__file__).resolve().parents[1]
 REPEATS = 5

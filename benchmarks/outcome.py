@@ -24,12 +24,12 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from infersearch.cache import atomic_write_text
-from infersearch.device import capabilities
+from infersearch.core.cache import atomic_write_text
+from infersearch.core.device import capabilities
 from infersearch.measure.latency import Timing, measure_interleaved
-from infersearch.report_table import table
+from infersearch.report.table import table
 from infersearch.study.pareto import non_dominated
-from infersearch.trial import batch_of, rebuild
+from infersearch.trial.evaluate import batch_of, rebuild
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "outputs" / "outcome"

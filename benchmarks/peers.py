@@ -43,19 +43,19 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from infersearch.architecture import is_transformer
-from infersearch.baseline import Baseline, load_task
-from infersearch.cache import atomic_write_text
 from infersearch.compose import to_config
 from infersearch.config import Config
-from infersearch.device import capabilities
+from infersearch.core.cache import atomic_write_text
+from infersearch.core.device import capabilities
 from infersearch.engines.onnx_export import export_onnx
 from infersearch.engines.openvino_engine import convert
 from infersearch.measure.latency import Timing, measure_interleaved
 from infersearch.models.task import Task
 from infersearch.models.training import evaluate
-from infersearch.report_table import table
-from infersearch.trial import batch_of, build
+from infersearch.passes.architecture import is_transformer
+from infersearch.report.table import table
+from infersearch.trial.baseline import Baseline, load_task
+from infersearch.trial.evaluate import batch_of, build
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCHES = (1, 32)

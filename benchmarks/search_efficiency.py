@@ -26,10 +26,10 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from infersearch.cache import atomic_write_text
 from infersearch.config import Config, Direction, ObjectiveConfig, SamplerName, StudyConfig
-from infersearch.device import capabilities
-from infersearch.report_table import table
+from infersearch.core.cache import atomic_write_text
+from infersearch.core.device import capabilities
+from infersearch.report.table import table
 from infersearch.study.pareto import hypervolume, non_dominated, reference_point
 from infersearch.study.space import grid_size, search_space
 from infersearch.study.storage import TPE_CANDIDATES, TPE_STARTUP, make_sampler

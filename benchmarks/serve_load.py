@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from infersearch.cache import atomic_write_text
-from infersearch.device import capabilities
-from infersearch.report_table import table
+from infersearch.core.cache import atomic_write_text
+from infersearch.core.device import capabilities
+from infersearch.report.table import table
 from infersearch.serve.artifact import load, sample_shape
 from infersearch.serve.load import Payload, binary_v2, offer_observed, request_body, saturate
 from infersearch.serve.tune import served

@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from infersearch.cache import atomic_write_text
-from infersearch.report_table import table
+from infersearch.core.cache import atomic_write_text
+from infersearch.report.table import table
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ("baseline", "prune", "recover", "engine", "accuracy", "latency")

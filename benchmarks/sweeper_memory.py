@@ -18,7 +18,7 @@ from pathlib import Path
 
 import optuna
 
-from infersearch.cache import atomic_write_text
+from infersearch.core.cache import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -29,10 +29,10 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from infersearch.cache import atomic_write_text
-from infersearch.device import capabilities
-from infersearch.isolation import run_isolated
-from infersearch.report_table import table
+from infersearch.core.cache import atomic_write_text
+from infersearch.core.device import capabilities
+from infersearch.report.table import table
+from infersearch.trial.isolation import run_isolated
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "wandb_disturbance.json"
@@ -46,7 +46,7 @@ def time_ratios(overrides: list[str], repeats: int) -> list[float]:
     from infersearch.compose import to_config
     from infersearch.measure.anchor import round_ratio
     from infersearch.measure.latency import Timing, measure_interleaved
-    from infersearch.trial import batch_of, build
+    from infersearch.trial.evaluate import batch_of, build
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["study.name=disturb", *overrides])

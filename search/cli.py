@@ -35,7 +35,7 @@ def _run(argv: list[str]) -> None:
 
 
 def _report(cfg: Config, overrides: list[str]) -> None:
-    from infersearch.report import report
+    from infersearch.report.rebuild import report
 
     report(cfg, overrides)
 
@@ -133,7 +133,7 @@ def _command(name: str, command: Command, overrides: list[str], config_dir: str 
     from omegaconf.errors import OmegaConfBaseException
 
     from infersearch.compose import compose_config
-    from infersearch.errors import ConfigError
+    from infersearch.core.errors import ConfigError
 
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request of serve-tune's load

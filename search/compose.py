@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from infersearch.config import Config, validate
-from infersearch.errors import ConfigError
+from infersearch.core.errors import ConfigError
 
 CONFIG_MODULE = "pkg://infersearch.conf"
 CONFIG_NAME = "config"

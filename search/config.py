@@ -11,7 +11,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from infersearch.errors import ConfigError
+from infersearch.core.errors import ConfigError
 
 
 class Precision(StrEnum):

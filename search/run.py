@@ -17,15 +17,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from infersearch import preload
-from infersearch.cache import atomic_write_text
 from infersearch.compose import CONFIG_MODULE, CONFIG_NAME, to_config
-from infersearch.errors import ConfigError, StepFailed
-from infersearch.isolation import run_isolated
+from infersearch.core.cache import atomic_write_text
+from infersearch.core.errors import ConfigError, StepFailed
+from infersearch.core.secrets import scrub
 from infersearch.measure.anchor import DISTURBED_SINGLE
-from infersearch.report_table import trial_table
-from infersearch.secrets import scrub
-from infersearch.trial import check, trial_dict
+from infersearch.report.table import trial_table
+from infersearch.trial import preload
+from infersearch.trial.evaluate import check, trial_dict
+from infersearch.trial.isolation import run_isolated
 
 log = logging.getLogger("infersearch")
 
@@ -34,7 +34,7 @@ def run(
     cfg: DictConfig, output_dir: Path | None = None, early: bool = False, generation: bool | None = None
 ) -> dict[str, Any]:
     """``generation``: whether the model is a language model, when the caller has loaded its task already."""
-    from infersearch.baseline import load_task
+    from infersearch.trial.baseline import load_task
 
     typed = to_config(cfg)
     if generation is None:
@@ -57,12 +57,12 @@ def run_in_study(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dic
     that sweeper logs it to W&B; any other sweeper's job runs to the end and logs itself."""
     import optuna
 
-    from infersearch.baseline import load_task
     from infersearch.config import with_metric
+    from infersearch.report.tracking import Tracker
     from infersearch.study.job import record_job
     from infersearch.study.space import search_space
     from infersearch.study.storage import open_study
-    from infersearch.tracking import Tracker
+    from infersearch.trial.baseline import load_task
 
     typed = to_config(cfg)
     task = load_task(cfg.model)

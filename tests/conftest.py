@@ -73,10 +73,10 @@ def refusal(*overrides: str) -> tuple[int, str]:
     validation (``infersearch.trial.check``) and the model's own (``load_task``). Returns the exit status the
     command line gives the error (Hydra's 1 for what it cannot compose, infersearch's 2 for a ConfigError;
     0: accepted) and the messages of the error and its causes, as Hydra prints them."""
-    from infersearch.baseline import load_task
     from infersearch.compose import to_config
-    from infersearch.errors import ConfigError
-    from infersearch.trial import check
+    from infersearch.core.errors import ConfigError
+    from infersearch.trial.baseline import load_task
+    from infersearch.trial.evaluate import check
 
     try:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -185,7 +185,7 @@ def exported(tmp_path_factory, cache_dir) -> tuple[Path, Any, Any]:
 
     from infersearch.compose import to_config
     from infersearch.study.export import export_trial
-    from infersearch.trial import build
+    from infersearch.trial.evaluate import build
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=[*TINY, f"cache_dir={cache_dir}", "study.name=served", "engine=onnxruntime"])

@@ -9,7 +9,7 @@ import pytest
 from infersearch.compose import to_config
 from infersearch.measure.anchor import Anchor, anchored_metrics, round_ratio
 from infersearch.measure.latency import Timing, measure_interleaved
-from infersearch.trial import evaluate_trial
+from infersearch.trial.evaluate import evaluate_trial
 
 
 def _slower(stats, factors):

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import torch
 
-from infersearch.baseline import get_baseline, load_task
-from infersearch.cache import TensorCache
+from infersearch.core.cache import TensorCache
+from infersearch.trial.baseline import get_baseline, load_task
 
 
 def test_baseline_is_trained_once_and_a_corrupt_entry_is_rebuilt(tmp_path):

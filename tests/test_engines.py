@@ -14,8 +14,8 @@ import torch
 from omegaconf import OmegaConf
 
 from infersearch.compose import to_config
-from infersearch.errors import UnsupportedError
-from infersearch.trial import build, check
+from infersearch.core.errors import UnsupportedError
+from infersearch.trial.evaluate import build, check
 from tests.conftest import ROOT
 
 
@@ -196,7 +196,7 @@ def test_an_export_is_served_through_the_format_its_engine_saved(make_cfg, tmp_p
 
 @pytest.mark.parametrize("fmt", ["onnx-causal-lm", "no-such-format"])
 def test_serving_refuses_a_format_its_engine_does_not_serve_in_one_line(tmp_path, fmt):
-    from infersearch.errors import ConfigError
+    from infersearch.core.errors import ConfigError
     from infersearch.serve.artifact import load
 
     (tmp_path / "manifest.json").write_text(json.dumps({"format": fmt, "files": {}, "input": {"shape": ["batch"]}}))

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from infersearch.cli import COMMANDS
 from infersearch.compose import compose
-from infersearch.errors import ConfigError
+from infersearch.core.errors import ConfigError
 from tests.conftest import ROOT, run_cli
 
 EXE = str(Path(sys.executable).parent / "infersearch")  # the console script pip installed

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from infersearch.device import Capabilities, capabilities, set_tf32
-from infersearch.errors import UnsupportedError
+from infersearch.core.device import Capabilities, capabilities, set_tf32
+from infersearch.core.errors import UnsupportedError
 from infersearch.passes.quantize import plan
 
 H100 = Capabilities("cuda", "NVIDIA H100 80GB HBM3", ("fp32", "fp16", "bf16", "tf32"), True, True, True)

@@ -103,3 +103,12 @@ def test_no_module_imports_main():
 def test_no_import_circle():
     found = cycle(graph())
     assert found is None, "import circle: " + " -> ".join(found or [])
+
+
+def test_the_top_level_holds_the_entry_points():
+    """search/ reads as the architecture: the entry points and the typed config at the top, every other module
+    in the package named for what it does (docs/contributing.md, Layout); a new top-level module is a decision."""
+    top = {p.stem for p in (ROOT / "search").glob("*.py")}
+    assert top == {"__init__", "__main__", "cli", "compose", "run", "config"}, sorted(top)
+    packages = {p.parent.name for p in (ROOT / "search").glob("*/__init__.py")}
+    assert packages == {"core", "trial", "passes", "engines", "measure", "study", "report", "serve"}, sorted(packages)

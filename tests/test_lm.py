@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from infersearch.config import GenConfig, PruneConfig
+from infersearch.core.secrets import scrub
 from infersearch.engines.base import BuildContext
 from infersearch.engines.decode import lm_runner
 from infersearch.models.pydocs_llama import llama
 from infersearch.passes.lm_prune import prune_lm
 from infersearch.passes.quantize import QuantPlan
-from infersearch.secrets import scrub
 from tests.conftest import load, read_csv, refusal, run_cli
 
 # the zoo's language model at toy size: a 320-token BPE, 2 layers of width 32; trains in seconds

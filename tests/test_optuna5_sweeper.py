@@ -16,7 +16,7 @@ import pytest
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-from infersearch.optuna_compat import heartbeat
+from infersearch.core.optuna_compat import heartbeat
 from tests.conftest import ROOT
 
 APP = ROOT / "tests" / "toy_app"

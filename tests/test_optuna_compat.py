@@ -1,4 +1,4 @@
-"""The private Optuna APIs behind infersearch.optuna_compat still do what infersearch needs: on an Optuna
+"""The private Optuna APIs behind infersearch.core.optuna_compat still do what infersearch needs: on an Optuna
 release that changes one, the test named after it fails."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from infersearch.optuna_compat import (
+from infersearch.core.optuna_compat import (
     contains,
     heartbeat,
     heartbeat_enabled,

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from infersearch.config import Importance, PruneConfig
-from infersearch.device import capabilities
-from infersearch.errors import UnsupportedError
+from infersearch.core.device import capabilities
+from infersearch.core.errors import UnsupportedError
 from infersearch.models.digits_cnn import DigitsResNet
 from infersearch.models.digits_cnn import task as digits_task
 from infersearch.passes.prune import footprint, output_layers, prune

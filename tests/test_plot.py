@@ -7,7 +7,7 @@ import optuna
 from optuna.distributions import FloatDistribution
 
 from infersearch.config import Direction, ObjectiveConfig, StudyConfig
-from infersearch.study.report import pareto_figure, plot_png
+from infersearch.report.files import pareto_figure, plot_png
 
 POINTS = [  # engine, bits, precision, f1, p50 ms, feasible
     ("eager", 32, "fp32", 0.90, 2.0, True),
@@ -56,7 +56,7 @@ def test_points_differ_by_engine_and_by_bits_and_precision():
 
 
 def test_int8_schemes_get_their_own_markers_and_the_front_table_names_them():
-    from infersearch.study.report import _kind_label, _style_keys, quant_text
+    from infersearch.report.files import _kind_label, _style_keys, quant_text
 
     def trial(bits: int, scheme: str) -> optuna.trial.FrozenTrial:
         params = {"engine": "onnxruntime", "quant_bits": bits, "quant_scheme": scheme, "precision": "fp32"}

@@ -8,15 +8,15 @@ import sys
 
 import torch
 
-from infersearch import preload
-from infersearch.cache import TensorCache
+from infersearch.core.cache import TensorCache
+from infersearch.trial import preload
 from tests.conftest import ROOT
 
 MLP = {"_target_": "infersearch.models.diagnosis_mlp.task", "epochs": 2}
 
 CHILD_SEES_IT = """
 import sys
-from infersearch import isolation, preload
+from infersearch.trial import isolation, preload
 from tests.test_preload import MLP, held_keys
 preload.offer(MLP, sys.argv[1])
 print(isolation.run_isolated(held_keys))

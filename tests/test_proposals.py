@@ -7,7 +7,7 @@ from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from infersearch.config import StudyConfig, with_metric
-from infersearch.optuna_compat import start_trial
+from infersearch.core.optuna_compat import start_trial
 from infersearch.study.attrs import TrialAttrs
 from infersearch.study.proposals import Proposals, evaluated
 from infersearch.study.record import Record, tell

@@ -9,7 +9,7 @@ import pytest
 from optuna.trial import TrialState
 
 from infersearch.config import StudyConfig, TuneConfig
-from infersearch.errors import ConfigError
+from infersearch.core.errors import ConfigError
 from infersearch.serve.settings import TUNED
 from infersearch.serve.tune import settings_grid
 from infersearch.serve.tune_report import markdown, p99_png, top_rows

@@ -13,7 +13,7 @@ from hydra_plugins.infersearch_sweeper._impl import InfersearchSweeperImpl
 from hydra_plugins.infersearch_sweeper._optuna5 import Optuna5SweeperImpl
 from hydra_plugins.infersearch_sweeper.samplers import SAMPLERS, GridSamplerConfig
 from infersearch.config import SamplerName, StudyConfig
-from infersearch.errors import ConfigError
+from infersearch.core.errors import ConfigError
 from infersearch.study.space import Space
 from infersearch.study.storage import make_sampler
 from infersearch.study.sweep import MIN_JUDGED, FailureRate

@@ -14,16 +14,16 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from optuna.trial import create_trial
 
-from infersearch.architecture import attention_modules, is_transformer
 from infersearch.compose import to_config
 from infersearch.config import PruneConfig
-from infersearch.device import capabilities
-from infersearch.errors import UnsupportedError
+from infersearch.core.device import capabilities
+from infersearch.core.errors import UnsupportedError
 from infersearch.models.digits_transformer import DigitsTransformer
+from infersearch.passes.architecture import attention_modules, is_transformer
 from infersearch.passes.prune import prune
 from infersearch.study.export import export_trial
 from infersearch.study.record import canonical
-from infersearch.trial import build, check
+from infersearch.trial.evaluate import build, check
 from tests.conftest import CONF, ROOT, TINY
 from tests.hf_bert import DigitsBert
 from tests.transformer import DigitsEncoder

@@ -16,14 +16,14 @@ import pytest
 import torch
 from optuna.distributions import FloatDistribution
 
-from infersearch.cache import TensorCache
 from infersearch.compose import to_config
 from infersearch.config import Direction, MeasureConfig, ObjectiveConfig, StudyConfig
+from infersearch.core.cache import TensorCache
 from infersearch.measure.anchor import AnchorBook, judge
 from infersearch.measure.latency import Timing, measure_interleaved
+from infersearch.report.files import front_table, pareto_figure, write_report
 from infersearch.study.figures import reported
-from infersearch.study.report import front_table, pareto_figure, write_report
-from infersearch.trial import evaluate_trial
+from infersearch.trial.evaluate import evaluate_trial
 
 QUICK = MeasureConfig(warmup=1, min_repeats=6, min_time_s=0.08, rounds=2, max_wait_s=0.5)
 
@@ -176,7 +176,7 @@ def _logs_a_warning() -> int:
 
 
 def test_a_trials_log_lines_reach_the_study_log_under_their_own_logger(caplog):
-    from infersearch.isolation import run_isolated
+    from infersearch.trial.isolation import run_isolated
 
     with caplog.at_level(logging.WARNING):
         assert run_isolated(_logs_a_warning) == 1

@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from infersearch.isolation import run_isolated
+from infersearch.trial.isolation import run_isolated
 from tests.conftest import sweep
 
 WARNING_LINE = re.compile(r"\w*Warning\b")

@@ -22,8 +22,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hydra_plugins.infersearch_sweeper._loop import Launch, job_value
 from infersearch.config import StudyConfig
-from infersearch.errors import ConfigError
-from infersearch.optuna_compat import pop_waiting, start_trial, suggest
+from infersearch.core.errors import ConfigError
+from infersearch.core.optuna_compat import pop_waiting, start_trial, suggest
+from infersearch.report.tracking import Tracker
 from infersearch.study.attrs import TrialAttrs, attrs_of
 from infersearch.study.job import TRIAL_KEY, task_overrides
 from infersearch.study.pareto import feasible, front
@@ -32,7 +33,6 @@ from infersearch.study.record import FINISHED, canonical, counts, failure_record
 from infersearch.study.space import grid_size, override_line
 from infersearch.study.storage import directions
 from infersearch.study.sweep import FailureRate
-from infersearch.tracking import Tracker
 
 log = logging.getLogger(__name__)
 

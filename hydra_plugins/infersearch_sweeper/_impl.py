@@ -22,22 +22,22 @@ from optuna.distributions import CategoricalDistribution
 
 from hydra_plugins.infersearch_sweeper._hooks import InfersearchHooks, measured_count
 from hydra_plugins.infersearch_sweeper._loop import run_loop
-from infersearch.baseline import baseline_key, load_task
 from infersearch.config import StudyConfig, with_metric
-from infersearch.errors import ConfigError
-from infersearch.secrets import mask_url
+from infersearch.core.errors import ConfigError
+from infersearch.core.secrets import mask_url
+from infersearch.report.files import summary_text, write_report
+from infersearch.report.tracking import Tracker
 from infersearch.study.confirm import confirm_front
 from infersearch.study.export import export_trial
 from infersearch.study.outcome import EXIT_OK, Outcome, check_model, conclude
 from infersearch.study.pareto import front
 from infersearch.study.proposals import Proposals
-from infersearch.study.report import summary_text, write_report
 from infersearch.study.space import Space, grid, grid_size, search_space
 from infersearch.study.storage import open_study, storage_url
 from infersearch.study.textfile import write_sweep_metrics
 from infersearch.study.warm_start import warm_start_trials
-from infersearch.tracking import Tracker
-from infersearch.trial import check
+from infersearch.trial.baseline import baseline_key, load_task
+from infersearch.trial.evaluate import check
 
 log = logging.getLogger(__name__)
 

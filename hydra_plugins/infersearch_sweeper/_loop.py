@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import optuna
 from hydra.core.utils import JobStatus
 
-from infersearch.optuna_compat import heartbeat, heartbeat_enabled, quiet_heartbeat_warnings
+from infersearch.core.optuna_compat import heartbeat, heartbeat_enabled, quiet_heartbeat_warnings
 
 WAIT_S = 0.5  # between looks at a study whose budget other workers' running trials may still fill
 

@@ -24,8 +24,8 @@ from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.infersearch_sweeper._loop import Launch, job_value, run_loop
-from infersearch.errors import ConfigError
-from infersearch.optuna_compat import suggest
+from infersearch.core.errors import ConfigError
+from infersearch.core.optuna_compat import suggest
 from infersearch.study.space import Space, grid_size, override_line, search_space
 from infersearch.study.sweep import FailureRate, make_sampler, tell_past_stop
 

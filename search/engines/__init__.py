@@ -12,8 +12,8 @@ import importlib
 import pkgutil
 
 from infersearch.config import EngineName
+from infersearch.core.errors import ConfigError
 from infersearch.engines.base import FORMATS, ArtifactFormat, BuildContext, Engine, EngineMissing, Runner, Saved
-from infersearch.errors import ConfigError
 
 
 def _import_all() -> None:

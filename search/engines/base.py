@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from infersearch.config import EngineName, GenConfig
-from infersearch.device import Capabilities
-from infersearch.errors import UnsupportedError, library_step
+from infersearch.core.device import Capabilities
+from infersearch.core.errors import UnsupportedError, library_step
 from infersearch.passes.quantize import QuantPlan
 
 

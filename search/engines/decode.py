@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from infersearch.config import GenConfig
-from infersearch.device import DTYPES, Capabilities
+from infersearch.core.device import DTYPES, Capabilities
+from infersearch.core.errors import UnsupportedError, library_step
 from infersearch.engines.base import ArtifactFormat, BuildContext, Runner, Saved, register_format
-from infersearch.errors import UnsupportedError, library_step
 from infersearch.measure.footprint import serialized_mb
 from infersearch.passes.quantize import QuantPlan, quantize_lm
 

@@ -24,10 +24,10 @@ import numpy as np
 from torch import nn
 
 from infersearch.config import GenConfig
-from infersearch.device import Capabilities
+from infersearch.core.device import Capabilities
+from infersearch.core.errors import ConfigError, UnsupportedError, library_step
 from infersearch.engines.base import ArtifactFormat, BuildContext, Engine, Runner, Saved, file_mb, register_format
 from infersearch.engines.decode_onnx import flat_kv_runner, kv_shape
-from infersearch.errors import ConfigError, UnsupportedError, library_step
 from infersearch.passes.quantize import QuantPlan
 
 PRECISION = {32: "fp32", 8: "int8", 4: "int4"}  # quant.bits -> the builder's -p

@@ -23,10 +23,10 @@ import torch
 from torch import nn
 
 from infersearch.config import GenConfig
-from infersearch.device import Capabilities
+from infersearch.core.device import Capabilities
+from infersearch.core.errors import UnsupportedError, library_step
 from infersearch.engines.base import ArtifactFormat, BuildContext, Runner, Saved, file_mb, register_format
 from infersearch.engines.decode import cache_argument, context_ids
-from infersearch.errors import UnsupportedError, library_step
 from infersearch.passes.quantize import QuantPlan
 
 ONNX_CAUSAL_LM = register_format(

@@ -14,10 +14,10 @@ import numpy as np
 from torch import nn
 
 from infersearch.config import GenConfig
-from infersearch.device import Capabilities
+from infersearch.core.device import Capabilities
+from infersearch.core.errors import UnsupportedError, library_step
 from infersearch.engines.base import ArtifactFormat, BuildContext, Runner, Saved, file_mb, register_format
 from infersearch.engines.decode_onnx import export, flat_kv_runner
-from infersearch.errors import UnsupportedError, library_step
 from infersearch.passes.quantize import QuantPlan
 
 HINT = {"fp32": "f32", "bf16": "bf16"}

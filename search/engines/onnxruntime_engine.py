@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from infersearch.architecture import is_transformer
 from infersearch.config import GenConfig
-from infersearch.device import Capabilities
+from infersearch.core.device import Capabilities
+from infersearch.core.errors import UnsupportedError
 from infersearch.engines.base import (
     ArtifactFormat,
     BuildContext,
@@ -31,7 +31,7 @@ from infersearch.engines.base import (
 )
 from infersearch.engines.decode_onnx import onnx_lm_runner, plan_onnx_lm
 from infersearch.engines.onnx_export import export_onnx
-from infersearch.errors import UnsupportedError
+from infersearch.passes.architecture import is_transformer
 from infersearch.passes.quantize import QuantPlan
 
 

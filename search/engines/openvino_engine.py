@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from infersearch.architecture import is_transformer
 from infersearch.config import GenConfig
-from infersearch.device import Capabilities
+from infersearch.core.device import Capabilities
+from infersearch.core.errors import UnsupportedError
 from infersearch.engines.base import (
     ArtifactFormat,
     BuildContext,
@@ -29,7 +29,7 @@ from infersearch.engines.base import (
     register_format,
 )
 from infersearch.engines.decode_openvino import openvino_lm_runner, plan_openvino_lm
-from infersearch.errors import UnsupportedError
+from infersearch.passes.architecture import is_transformer
 from infersearch.passes.quantize import QuantPlan
 
 _METHOD = {"auto": "nncf-quantize-int8", "static": "nncf-quantize-int8", "weight_only": "nncf-compress-weights-int8"}

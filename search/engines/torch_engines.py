@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from infersearch.config import GenConfig
-from infersearch.device import DTYPES, Capabilities
+from infersearch.core.device import DTYPES, Capabilities
+from infersearch.core.errors import UnsupportedError
 from infersearch.engines.base import ArtifactFormat, BuildContext, Engine, Predict, Runner, Saved, register_format
 from infersearch.engines.decode import lm_runner, plan_torch_lm
-from infersearch.errors import UnsupportedError
 from infersearch.measure.footprint import serialized_mb
 from infersearch.passes.precision import set_precision
 from infersearch.passes.quantize import QuantPlan, plan, quantize

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from infersearch.errors import ConfigError
+from infersearch.core.errors import ConfigError
 
 
 class AgreementError(RuntimeError):

@@ -36,8 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from infersearch.cache import TensorCache, content_hash
 from infersearch.config import MeasureConfig
+from infersearch.core.cache import TensorCache, content_hash
 from infersearch.measure.contention import free_for
 from infersearch.measure.latency import LatencyStats, Round, Timing, measure_interleaved
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from infersearch.device import DTYPES
+from infersearch.core.device import DTYPES
 
 
 def set_precision(model: nn.Module, precision: str, device: str) -> nn.Module:

@@ -14,10 +14,10 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from infersearch.architecture import head_counts, set_head_counts
 from infersearch.config import PruneConfig
 from infersearch.models.lm import is_causal_lm
 from infersearch.models.task import Split
+from infersearch.passes.architecture import head_counts, set_head_counts
 from infersearch.passes.lm_prune import prune_lm
 
 _IMPORTANCE = {

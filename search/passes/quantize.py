@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from infersearch.device import Capabilities
-from infersearch.errors import UnsupportedError
+from infersearch.core.device import Capabilities
+from infersearch.core.errors import UnsupportedError
 
 
 @dataclass(frozen=True)

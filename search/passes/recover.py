@@ -7,7 +7,7 @@ from collections.abc import Callable
 from torch import nn
 
 from infersearch.config import RecoverConfig
-from infersearch.errors import ConfigError
+from infersearch.core.errors import ConfigError
 from infersearch.models.task import Task
 from infersearch.models.training import fit
 

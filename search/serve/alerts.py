@@ -11,8 +11,8 @@ from typing import Any
 import yaml
 from prometheus_client.utils import floatToGoString
 
-from infersearch.cache import atomic_write_text
 from infersearch.config import AlertsConfig
+from infersearch.core.cache import atomic_write_text
 from infersearch.serve.metrics import slo_bucket
 
 REQ = "infersearch_request_duration_seconds"

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from infersearch.errors import ConfigError
+from infersearch.core.errors import ConfigError
 
 
 @dataclass

@@ -30,10 +30,10 @@ from typing import Any
 
 import httpx
 
-from infersearch.cache import atomic_write_text
 from infersearch.config import Config, TuneConfig
-from infersearch.device import capabilities
-from infersearch.errors import ConfigError
+from infersearch.core.cache import atomic_write_text
+from infersearch.core.device import capabilities
+from infersearch.core.errors import ConfigError
 from infersearch.serve.artifact import digest, sample_shape
 from infersearch.serve.load import LoadResult, Payload, ServerSide, offer_observed, request_body, saturate
 from infersearch.serve.metrics import slo_bucket
@@ -304,7 +304,7 @@ def _conclude(cfg: Config, s, rows: list[dict], curves: list[dict], rate: float,
     print(console(doc["top"]))
     print(f"top {len(doc['top'])} of {len(rows)} settings: {doc['files']['top']}; "
           f"p99 against offered load: {doc['files']['figure']}")  # fmt: skip
-    from infersearch.tracking import Tracker
+    from infersearch.report.tracking import Tracker
 
     if doc["pick"] is None:
         Tracker(cfg.tracking, cfg.study).log_serving(doc)

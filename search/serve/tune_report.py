@@ -7,8 +7,8 @@ import io
 from pathlib import Path
 from typing import Any
 
-from infersearch.cache import atomic_write_text
-from infersearch.report_table import table
+from infersearch.core.cache import atomic_write_text
+from infersearch.report.table import table
 from infersearch.serve.settings import TUNED
 
 TOP_COLUMNS = (

@@ -23,7 +23,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from infersearch.config import SamplerName, StudyConfig, TuneConfig
-from infersearch.errors import ConfigError
+from infersearch.core.errors import ConfigError
 from infersearch.serve.settings import TUNED
 from infersearch.study.storage import make_sampler, make_storage, quiet_design_warnings
 

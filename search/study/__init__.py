@@ -1,1 +1,1 @@
-"""The study: search space, Optuna storage, trial records, Pareto front and reports."""
+"""The study: search space, Optuna storage, the trial record, Pareto front, confirmation and export."""

@@ -54,9 +54,9 @@ def measure_members(configs: dict[str, dict[str, Any]], measure: dict[str, Any],
     """Rebuild each stored config and time them all side by side, per batch size (run in a child)."""
     import torch
 
-    from infersearch.cache import TensorCache
-    from infersearch.device import capabilities, resolve
-    from infersearch.trial import baseline_call, batch_of, rebuild
+    from infersearch.core.cache import TensorCache
+    from infersearch.core.device import capabilities, resolve
+    from infersearch.trial.evaluate import baseline_call, batch_of, rebuild
 
     by_batch: dict[int, dict[str, dict[str, Any]]] = {}
     for number, stored in configs.items():
@@ -107,7 +107,7 @@ def confirm_front(
     """Time the front and the previous recommendation side by side; then, while the front at the confirmed
     figures holds members without an undisturbed confirmed figure (newcomers, or members timed while the
     machine stayed busy), time those, up to ``MAX_ROUNDS`` rounds. Store and return the figures."""
-    from infersearch.isolation import run_isolated
+    from infersearch.trial.isolation import run_isolated
 
     plain = asdict(measure)
     confirmed: dict[str, Any] = {}

@@ -14,7 +14,7 @@ from typing import Any
 
 from optuna.trial import FrozenTrial
 
-from infersearch.cache import atomic_write_text
+from infersearch.core.cache import atomic_write_text
 from infersearch.study.attrs import attrs_of
 
 
@@ -28,7 +28,7 @@ def export_trial(trial: FrozenTrial, out_dir: Path, metrics: dict[str, Any] | No
     figures the study reports for it (study/figures.py: confirmed, on the current anchor), which the
     serving SLO and alerts derive from; its first measurement when not given."""
     from infersearch.engines import FORMATS
-    from infersearch.trial import rebuild
+    from infersearch.trial.evaluate import rebuild
 
     a = attrs_of(trial)
     stored: dict[str, Any] = dict(a.config)

@@ -18,7 +18,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial
 
 from infersearch.config import StudyConfig
-from infersearch.optuna_compat import contains, start_trial, trial_of
+from infersearch.core.optuna_compat import contains, start_trial, trial_of
 from infersearch.study.attrs import TrialAttrs
 from infersearch.study.record import Record, failure_record, success_record, tell
 

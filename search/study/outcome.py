@@ -14,7 +14,7 @@ import optuna
 from optuna.trial import TrialState
 
 from infersearch.config import StudyConfig
-from infersearch.errors import ConfigError
+from infersearch.core.errors import ConfigError
 from infersearch.study.attrs import attrs_of
 from infersearch.study.figures import disturbed, reported
 from infersearch.study.pareto import objective_values

@@ -11,7 +11,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from infersearch.config import Rule
-from infersearch.optuna_compat import hypervolume as hypervolume_of
+from infersearch.core.optuna_compat import hypervolume as hypervolume_of
 from infersearch.study.attrs import attrs_of
 
 

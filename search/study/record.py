@@ -15,7 +15,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from infersearch.config import StudyConfig, allowed_drop
-from infersearch.errors import ConfigError, TrialRejected, error_line
+from infersearch.core.errors import ConfigError, TrialRejected, error_line
 from infersearch.study.attrs import TrialAttrs, attrs_of
 from infersearch.study.pareto import complete_values, feasible, hypervolume, is_finite, reference_point, within
 from infersearch.study.storage import directions

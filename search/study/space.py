@@ -25,7 +25,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from infersearch.errors import ConfigError
+from infersearch.core.errors import ConfigError
 
 SWEEPS = "choice(...), range(start, stop[, step]), interval(low, high), tag(log, interval(...)) or shuffle(...)"
 

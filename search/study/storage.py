@@ -15,9 +15,9 @@ from optuna.samplers import BaseSampler
 
 from hydra_plugins.infersearch_sweeper.samplers import SAMPLERS
 from infersearch.config import QUALITY, SPEED, StudyConfig
-from infersearch.errors import ConfigError
-from infersearch.optuna_compat import quiet_heartbeat_warnings
-from infersearch.secrets import mask_url
+from infersearch.core.errors import ConfigError
+from infersearch.core.optuna_compat import quiet_heartbeat_warnings
+from infersearch.core.secrets import mask_url
 from infersearch.study.sweep import make_sampler as sweep_sampler
 
 

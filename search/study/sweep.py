@@ -17,7 +17,7 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, GridSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from infersearch.errors import ConfigError
+from infersearch.core.errors import ConfigError
 from infersearch.study.space import grid
 
 # a failure rate is judged over at least this many trials: one early failure does not stop a tolerant sweep

@@ -9,11 +9,11 @@ from dataclasses import asdict, replace
 import torch
 from torch import nn
 
-from infersearch.baseline import Baseline
-from infersearch.cache import TensorCache, content_hash
 from infersearch.config import PruneConfig, RecoverConfig
+from infersearch.core.cache import TensorCache, content_hash
 from infersearch.passes.prune import prune
 from infersearch.passes.recover import recover
+from infersearch.trial.baseline import Baseline
 
 
 def pruned_model(

@@ -16,14 +16,12 @@ from typing import Any
 
 import torch
 
-from infersearch import preload
-from infersearch.baseline import Baseline
-from infersearch.cache import TensorCache
 from infersearch.config import Config, GenConfig, allowed_drop, validate
-from infersearch.device import capabilities, resolve, set_tf32
+from infersearch.core.cache import TensorCache
+from infersearch.core.device import capabilities, resolve, set_tf32
+from infersearch.core.errors import ConfigError, TrialRejected
 from infersearch.engines import BuildContext, Engine, Runner, get_engine
 from infersearch.engines.decode import lm_runner
-from infersearch.errors import ConfigError, TrialRejected
 from infersearch.measure.agreement import check as check_agreement
 from infersearch.measure.anchor import (
     Anchor,
@@ -39,7 +37,9 @@ from infersearch.models.task import Task
 from infersearch.models.training import evaluate
 from infersearch.passes.prune import Footprint, footprint
 from infersearch.passes.quantize import QuantPlan
-from infersearch.variant import pruned_model
+from infersearch.trial import preload
+from infersearch.trial.baseline import Baseline
+from infersearch.trial.variant import pruned_model
 
 log = logging.getLogger(__name__)
 

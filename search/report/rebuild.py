@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import optuna
 
 from infersearch.config import Config, StudyConfig, with_metric
-from infersearch.errors import ConfigError
-from infersearch.secrets import mask_url
+from infersearch.core.errors import ConfigError
+from infersearch.core.secrets import mask_url
+from infersearch.report.files import summary_text, write_report
+from infersearch.report.tracking import Tracker
 from infersearch.study.attrs import attrs_of
-from infersearch.study.report import summary_text, write_report
 from infersearch.study.storage import make_storage, open_study, quiet_design_warnings, storage_url
-from infersearch.tracking import Tracker
 
 
 def report(cfg: Config, overrides: list[str]) -> None:
@@ -42,9 +41,3 @@ def stored_metric(st: StudyConfig) -> tuple[str, str, bool]:
     recorded = (m for t in study.get_trials(deepcopy=False) if (m := attrs_of(t).metric))
     metric = study.user_attrs.get("metric") or next(recorded, {"name": "accuracy", "direction": "maximize"})
     return metric["name"], metric["direction"], bool(metric.get("generation"))
-
-
-if __name__ == "__main__":  # python -m infersearch.report, as before the front door had the command
-    from infersearch.cli import main
-
-    sys.exit(main(["report", *sys.argv[1:]]))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from infersearch.errors import UnsupportedError
+from infersearch.core.errors import UnsupportedError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "tf32": torch.float32}
 

@@ -13,9 +13,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from infersearch.cache import atomic_write_bytes, atomic_write_text
 from infersearch.config import StudyConfig
-from infersearch.report_table import table
+from infersearch.core.cache import atomic_write_bytes, atomic_write_text
+from infersearch.report.table import table
 from infersearch.study.attrs import attrs_of
 from infersearch.study.figures import disturbed, reported, timed, trusted
 from infersearch.study.pareto import (

@@ -1,5 +1,5 @@
 """The study's trained baseline, loaded once by the fork server that trial processes are forked from
-(infersearch.isolation): each trial inherits it instead of loading it again (the task's imports and data,
+(infersearch.trial.isolation): each trial inherits it instead of loading it again (the task's imports and data,
 the weights, two evaluations: about a second a trial)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from infersearch.baseline import Baseline, baseline_key, get_baseline, load_task
-from infersearch.cache import TensorCache
+from infersearch.core.cache import TensorCache
+from infersearch.trial.baseline import Baseline, baseline_key, get_baseline, load_task
 
 ENV = "INFERSEARCH_PRELOAD_MODEL"
 _baselines: dict[str, Baseline] = {}  # by content key: a changed model config loads its own

@@ -29,7 +29,7 @@ try:
     from optuna.storages._heartbeat import is_heartbeat_enabled as _heartbeat_enabled
 except ImportError as exc:  # pragma: no cover - only on an Optuna that moved them
     raise ImportError(
-        f"optuna {optuna.__version__} moved a private API infersearch uses (infersearch.optuna_compat): {exc}"
+        f"optuna {optuna.__version__} moved a private API infersearch uses (infersearch.core.optuna_compat): {exc}"
     ) from exc
 
 

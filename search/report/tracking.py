@@ -150,9 +150,9 @@ class Tracker:
     def _log_study(self, study: optuna.Study, summary, model_dir: Path | None) -> None:
         import wandb
 
+        from infersearch.report.files import front_rows, trial_rows
         from infersearch.study.attrs import attrs_of
         from infersearch.study.record import counts
-        from infersearch.study.report import front_rows, trial_rows
 
         run = self._init(name=f"{self.st.name}-study", job_type="study", config={"study": self.st.name})
         measured = [t for t in study.get_trials(deepcopy=False) if counts(t)]

@@ -12,8 +12,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from infersearch.cache import TensorCache, content_hash
-from infersearch.errors import ConfigError
+from infersearch.core.cache import TensorCache, content_hash
+from infersearch.core.errors import ConfigError
 from infersearch.models.task import Task, file_sha256
 from infersearch.models.training import evaluate, fit
 

@@ -15,8 +15,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-# infersearch.preload last: it loads the baseline that infersearch.preload.offer named, with the imports above done
-_PRELOAD = ["infersearch.trial", "infersearch.engines", "torch", "onnxruntime", "infersearch.preload"]
+# infersearch.trial.preload last: it loads the baseline that preload.offer named, with the imports above done
+_PRELOAD = ["infersearch.trial.evaluate", "infersearch.engines", "torch", "onnxruntime", "infersearch.trial.preload"]
 _context: mp.context.BaseContext | None = None
 _shown: set[tuple[str, str]] = set()  # (category, text) of the trials' warnings shown in this process
 Relayed = tuple[str, str, str, int]  # category as module:qualname, text, file, line
