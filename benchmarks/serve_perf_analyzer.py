@@ -34,9 +34,9 @@ from pathlib import Path
 import httpx
 from serve_load import export_variant, offline
 
-from infersearch.cache import atomic_write_text
-from infersearch.device import capabilities
-from infersearch.report_table import table
+from infersearch.core.cache import atomic_write_text
+from infersearch.core.device import capabilities
+from infersearch.report.table import table
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
