@@ -51,6 +51,16 @@ def test_worse_means_worse_under_the_rule_by_more_than_the_noise(rule, accuracy,
     assert "trial 1 (engine=onnxruntime) against the previous run's trial 0 (engine=onnxruntime)" in v.message
 
 
+def test_a_move_inside_the_confirmation_band_is_never_worse_however_tight_the_rounds():
+    st = with_metric(StudyConfig(name="s"), "accuracy", "maximize")
+    prev = _trial(0, 0.99, 0.01063, [])
+    tight = _previous(st, 0.99, 0.01063, spread=0.001)
+    same = verdict(tight, _trial(1, 0.99, 0.01111, []), [0.99, 0.01111], _confirmed(0.001), prev, st)
+    assert not same.regressed and "margin 5.0%" in same.message, same.message  # CI's +4.5% on one trial
+    slower = verdict(tight, _trial(1, 0.99, 0.0115, []), [0.99, 0.0115], _confirmed(0.001), prev, st)
+    assert slower.regressed, slower.message  # +8%: outside the band
+
+
 def test_a_previous_recommendation_that_violates_new_constraints_is_not_compared():
     st = StudyConfig(name="s", max_drop=0.005)
     prev = _trial(0, 0.99, 0.001, [])

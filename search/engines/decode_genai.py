@@ -27,7 +27,7 @@ from infersearch.config import GenConfig
 from infersearch.core.device import Capabilities
 from infersearch.core.errors import ConfigError, UnsupportedError, library_step
 from infersearch.engines.base import ArtifactFormat, BuildContext, Engine, Runner, Saved, file_mb, register_format
-from infersearch.engines.decode_onnx import flat_kv_runner, kv_shape
+from infersearch.engines.decode_onnx import cpu_session, flat_kv_runner, kv_shape
 from infersearch.passes.quantize import QuantPlan
 
 PRECISION = {32: "fp32", 8: "int8", 4: "int4"}  # quant.bits -> the builder's -p
@@ -147,11 +147,7 @@ def genai_lm_runner(model: nn.Module, qplan: QuantPlan, ctx: BuildContext, gen: 
     args = builder_args(ctx.workdir / "hf", out, qplan.bits, ctx.group_size, ctx.accuracy_level, ctx.symmetric)
     with library_step("export", "onnxruntime-genai"):
         path = run_builder(model, ctx.tokenizer, out, args)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = ctx.threads, 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    with library_step("compile", "onnxruntime-genai"):
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = cpu_session(path, ctx.threads, "onnxruntime-genai")
 
     def save(target: Path) -> Saved:
         shutil.copytree(out, target, dirs_exist_ok=True)

@@ -129,6 +129,17 @@ def quantize(path: Path, qplan: QuantPlan, ctx: BuildContext, out: Path) -> Path
     return path
 
 
+def cpu_session(path: Path, threads: int, engine: str):
+    """A decoder's ONNX Runtime session on the CPU: the trial's threads, every graph optimisation."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    with library_step("compile", engine):
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 def onnx_lm_runner(model: nn.Module, qplan: QuantPlan, ctx: BuildContext, gen: GenConfig) -> Runner:
     import onnxruntime as ort
 
@@ -136,11 +147,7 @@ def onnx_lm_runner(model: nn.Module, qplan: QuantPlan, ctx: BuildContext, gen: G
         path = export(model, ctx.workdir / "model.onnx")
     with library_step("quantize", "onnxruntime"):
         path = quantize(path, qplan, ctx, ctx.workdir / "model.q.onnx")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = ctx.threads, 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    with library_step("compile", "onnxruntime"):
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = cpu_session(path, ctx.threads, "onnxruntime")
 
     def save(target: Path) -> Saved:
         target.mkdir(parents=True, exist_ok=True)
