@@ -1,11 +1,13 @@
-"""torchao's own recipes against infersearch's pick on a language model: one machine, one run, every
+"""The recipes people deploy language models with, against infersearch's pick: one machine, one run, every
 contestant's decode step (TPOT) and prefill (TTFT) timed interleaved with fp32 eager at each concurrency.
 
-torchao's documented CPU path for LLM inference is weight-only quantization of the bf16 model, then
-``torch.compile`` (its int8 ``Int8WeightOnlyConfig``; int4 on CPU through the packed
-``PrototypeInt4WeightOnlyConfig`` at group 128), applied to the whole unpruned model. infersearch's pick is
-the study's recommendation (``study.*`` overrides go to the study), rebuilt from its stored config and
-timed at each concurrency. Tuning time: the peers' quantize + compile; infersearch's, the study's wall time.
+Contestants, each applied to the whole unpruned model exactly as its documentation runs it: torchao's CPU
+path (weight-only int8 / int4 g128 on the bf16 model, then ``torch.compile``), ONNX Runtime's
+``MatMulNBits`` int4 (block 128, accuracy level 4) and dynamic int8 on our export, onnxruntime-genai's model
+builder ``-p int4 -e cpu`` with its defaults, and optimum-intel's default int4 / int8 weight recipes through
+NNCF on our explicit-KV OpenVINO export (optimum-intel itself pulls torch 2.14 here). infersearch's pick is
+the study's recommendation (``study.*`` overrides go to the study), rebuilt from its stored config and timed
+at each concurrency. Tuning time: the peers' quantize + compile; infersearch's, the study's wall time.
 
     python benchmarks/peers.py model=pydocs_llama [study.n_trials=30] [--reuse=outputs/pydocs_llama]
 
