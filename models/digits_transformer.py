@@ -6,6 +6,8 @@ The attention module names its parts as Hugging Face's BERT does (``query``, ``k
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from sklearn.datasets import load_digits
@@ -30,12 +32,24 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
-        # the head count is read at run time: pruning whole heads changes it, the head width stays
-        q, k, v = (
-            p(x).view(b, t, self.num_attention_heads, -1).transpose(1, 2) for p in (self.query, self.key, self.value)
-        )
-        y = F.scaled_dot_product_attention(q, k, v)
+        # the head count is read at run time: pruning whole heads changes it, the head width stays; both are
+        # written into the reshapes as constants, where ONNX Runtime's attention fusion reads them
+        heads = self.num_attention_heads
+        width = self.query.out_features // heads
+        q, k, v = (p(x).view(b, t, heads, width).transpose(1, 2) for p in (self.query, self.key, self.value))
+        if torch.onnx.is_in_onnx_export():
+            y = _attention_as_bert_exports(q, k, v)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v)
         return self.output(y.transpose(1, 2).reshape(b, t, -1))
+
+
+def _attention_as_bert_exports(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Scaled dot-product attention spelled as BERT's graph (MatMul, Div, Softmax, MatMul), the pattern ONNX
+    Runtime's transformer optimizer fuses into one ``Attention`` op; the exported ``scaled_dot_product_attention``
+    (the scale split as two square roots on q and k) is not one it matches, and stays a dozen small ops."""
+    scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    return torch.matmul(scores.softmax(dim=-1), v)
 
 
 class EncoderLayer(nn.Module):
@@ -51,7 +65,10 @@ class EncoderLayer(nn.Module):
         self.ffn_output = nn.Linear(ff, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attention(self.norm1(x))
+        # attention's branch first: ONNX Runtime's attention fusion takes the first Add feeding a residual's
+        # LayerNorm as attention's output, and in the first block the residual itself is an Add (embedding +
+        # position); the sum is the same, bit for bit
+        x = self.attention(self.norm1(x)) + x
         return x + self.ffn_output(self.act(self.intermediate(self.norm2(x))))
 
 

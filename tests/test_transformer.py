@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -18,6 +19,8 @@ from infersearch.compose import to_config
 from infersearch.config import PruneConfig
 from infersearch.core.device import capabilities
 from infersearch.core.errors import UnsupportedError
+from infersearch.engines.onnx_export import export_onnx
+from infersearch.engines.onnxruntime_engine import _transformer_fusions
 from infersearch.models.digits_transformer import DigitsTransformer
 from infersearch.passes.architecture import attention_modules, is_transformer
 from infersearch.passes.prune import prune
@@ -97,6 +100,26 @@ def test_onnxruntime_fuses_the_transformer_graph(compose_model):
     cfg = compose_model("digits_transformer", "engine=onnxruntime")
     fused = build(to_config(cfg), cfg.model).runner.settings["transformer_fusions"]
     assert fused.get("SkipLayerNormalization", 0) >= 1 and fused.get("BiasGelu", 0) >= 1, fused
+    assert fused.get("Attention", 0) == 1, fused  # SMALL has one layer
+
+
+@pytest.mark.parametrize("pruned", [False, True], ids=["whole", "heads-pruned"])
+def test_the_fused_attention_graph_computes_what_pytorch_does(tmp_path, pruned):
+    torch.manual_seed(0)
+    model = DigitsTransformer(32, 4, 2, 64).eval()
+    for p in model.parameters():  # away from the initial ones and zeros, which the exporter would share
+        torch.nn.init.normal_(p, std=0.3)
+    x = torch.rand(5, 16, 4)
+    if pruned:
+        prune(model, PruneConfig(ratio=0.5), x)  # two heads of width 8: the fusion must read the new count
+    path, fused = _transformer_fusions(export_onnx(model, x[:1], tmp_path / "m.onnx"), tmp_path / "m.opt.onnx")
+    assert fused.get("Attention", 0) == 2, fused
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert "Softmax" not in ops and "Attention" in ops
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        expected = model(x).numpy()
+    np.testing.assert_allclose(session.run(None, {"input": x.numpy()})[0], expected, rtol=1e-4, atol=1e-4)
 
 
 REFUSED = [
