@@ -5,7 +5,8 @@ Contestants, each applied to the whole unpruned model exactly as its documentati
 path (weight-only int8 / int4 g128 on the bf16 model, then ``torch.compile``), ONNX Runtime's
 ``MatMulNBits`` int4 (block 128, accuracy level 4) and dynamic int8 on our export, onnxruntime-genai's model
 builder ``-p int4 -e cpu`` with its defaults, and optimum-intel's default int4 / int8 weight recipes through
-NNCF on our explicit-KV OpenVINO export (optimum-intel itself pulls torch 2.14 here). infersearch's pick is
+NNCF on our OpenVINO export, which has optimum-intel's form (stateful, OpenVINO's own attention op, the CPU
+plugin's default KV cache precision; optimum-intel itself pulls torch 2.14 here). infersearch's pick is
 the study's recommendation (``study.*`` overrides go to the study), rebuilt from its stored config and timed
 at each concurrency. Tuning time: the peers' quantize + compile; infersearch's, the study's wall time.
 
@@ -61,7 +62,7 @@ PEERS = {  # name: the overrides that are exactly torchao's documented recipe on
         "engine=onnxruntime_genai",
     ],
     # optimum-intel's `--weight-format int4` / `int8` weights (NNCF int4 asymmetric, group 128; int8 asymmetric
-    # per channel) on our explicit-KV export: optimum-intel itself pulls torch 2.14 here (not installable)
+    # per channel) on our stateful export (optimum-intel's form): optimum-intel itself pulls torch 2.14 here
     "OpenVINO NNCF int4 asym g128 (optimum-intel's default weights)": [
         "quant.bits=4",
         "quant.group_size=128",

@@ -121,6 +121,9 @@ class RecoverConfig:
     temperature: float = 4.0
 
 
+KV_CACHE_PRECISIONS = ("auto", "f32", "f16", "u8")
+
+
 @dataclass
 class QuantConfig:
     bits: int = 32  # 32: float weights; 8: int8 kernels; 4: int4 (real where the device has it)
@@ -131,6 +134,11 @@ class QuantConfig:
     # precision inside the int4/int8 kernel, 4 = int8 (fastest on CPU), 1 = fp32 (closest to the float model)
     accuracy_level: int = 4
     symmetric: bool = True  # int4 weights without zero points (False: with them; ONNX Runtime and OpenVINO)
+    # OpenVINO (NNCF) for a language model: the share of weight layers in int4 at quant.bits=4, the most
+    # sensitive of the rest int8 (NNCF's data-free ranking); and the KV cache's precision in its fused attention
+    # (KV_CACHE_PRECISION: f32, f16, u8; auto: the CPU plugin's own choice, u8 with OpenVINO 2026.4 here)
+    int4_ratio: float = 1.0
+    kv_cache: str = "auto"
 
 
 @dataclass
@@ -331,6 +339,11 @@ def validate(cfg: Config) -> None:
     if cfg.quant.accuracy_level not in (1, 4):
         raise ConfigError("quant.accuracy_level", f"{cfg.quant.accuracy_level} is not supported; allowed: 1 (fp32 "
                                                   "activations in the int4/int8 kernel), 4 (int8)")  # fmt: skip
+    if not 0.0 < cfg.quant.int4_ratio <= 1.0:
+        raise ConfigError("quant.int4_ratio", f"{cfg.quant.int4_ratio} is out of range; allowed: above 0 up to 1")
+    if cfg.quant.kv_cache not in KV_CACHE_PRECISIONS:
+        raise ConfigError("quant.kv_cache", f"{cfg.quant.kv_cache} is not supported; allowed: "
+                                            f"{', '.join(KV_CACHE_PRECISIONS)}")  # fmt: skip
     g = cfg.gen
     if g.prompt_tokens < 1 or g.new_tokens < 1:
         raise ConfigError("gen", f"prompt_tokens and new_tokens must be >= 1, got {g.prompt_tokens}, {g.new_tokens}")

@@ -145,18 +145,19 @@ def test_deployment_engines_run_the_exported_decoder_with_its_cache_fed_back(eng
     shape = (2, 2, 1) if engine == "onnxruntime_genai" else (2, 4, 2)  # its attention needs heads of 16 or more
     model, ids = _model(*shape), torch.randint(0, 320, (3, 32), generator=torch.Generator().manual_seed(4))
     runner = build(_model(*shape), QuantPlan(bits, method, "real"),
-                   BuildContext("cpu", "fp32", 1, ids[:1], tmp_path, 32), GenConfig(8, 8))  # fmt: skip
+                   BuildContext("cpu", "fp32", 1, ids[:1], tmp_path, 32, kv_cache="f32"), GenConfig(8, 8))  # fmt: skip
     with torch.no_grad():
         full = model(ids[:, :13]).logits
+    at = 8 if engine == "openvino" else 12  # stateful OpenVINO generates from the prompt's end (decode_openvino)
     step = torch.as_tensor(runner.run(runner.prepare(ids)))[:, -1]
     first = torch.as_tensor(runner.prefill(ids))
     if bits == 32:  # the same model: the same logits, step by step through the fed-back cache
-        assert torch.allclose(step, full[:, 12], atol=1e-4) and torch.allclose(first, full[:, 7], atol=1e-4)
+        assert torch.allclose(step, full[:, at], atol=1e-4) and torch.allclose(first, full[:, 7], atol=1e-4)
         assert torch.allclose(runner(ids[:, :13]), full, atol=1e-4)
-        assert torch.equal(step.argmax(-1), full[:, 12].argmax(-1))  # greedy picks the same token
+        assert torch.equal(step.argmax(-1), full[:, at].argmax(-1))  # greedy picks the same token
     else:  # int4 weights in groups of 32: close, and a smaller file than the same engine's fp32
         fp32 = build(_model(*shape), FP32, BuildContext("cpu", "fp32", 1, ids[:1], tmp_path / "f", 32), GenConfig(8, 8))
-        cos = torch.nn.functional.cosine_similarity(step.flatten(), full[:, 12].flatten(), dim=0)
+        cos = torch.nn.functional.cosine_similarity(step.flatten(), full[:, at].flatten(), dim=0)
         # smaller: on this toy model NNCF keeps the embeddings (a third of it) int8, so not 8x smaller
         assert cos > 0.98 and runner.size_mb < 0.9 * fp32.size_mb, (cos, runner.size_mb, fp32.size_mb)
 
@@ -255,3 +256,30 @@ def test_every_load_recipe_in_a_manifest_is_valid_python():
     assert {"onnx-causal-lm", "openvino-causal-lm", "hf-causal-lm", "hf-config+torchao-state"} <= set(FORMATS)
     for fmt in FORMATS.values():
         compile(fmt.load_recipe("f32"), fmt.name, "exec")  # a syntax error fails here, not in a user's hands
+
+
+@pytest.mark.parametrize("kv_cache", ["f16", "u8"])
+def test_openvino_keeps_the_kv_cache_in_the_precision_asked_and_the_saved_model_keeps_it(kv_cache, tmp_path):
+    import openvino as ov
+
+    from infersearch.engines.decode_openvino import openvino_lm_runner
+
+    model, ids = _model(2, 4, 2), torch.randint(0, 320, (2, 32), generator=torch.Generator().manual_seed(4))
+    ctx = BuildContext("cpu", "fp32", 1, ids[:1], tmp_path, 32, kv_cache=kv_cache, int4_ratio=0.5)
+    runner = openvino_lm_runner(_model(2, 4, 2), QuantPlan(4, "nncf-int4-weights", "real"), ctx, GenConfig(8, 8))
+    with torch.no_grad():
+        full = model(ids[:, :9]).logits
+    step = torch.as_tensor(runner.run(runner.prepare(ids)))[:, -1]
+    cos = torch.nn.functional.cosine_similarity(step.flatten(), full[:, 8].flatten(), dim=0)
+    assert cos > 0.98, cos
+    expected = {"f16": "f16", "u8": "u8"}[kv_cache]
+    assert runner.settings["kv_cache_precision"] == expected and runner.settings["int4_ratio"] == 0.5
+    saved = runner.save(tmp_path / "model")
+    compiled = ov.Core().compile_model(str(saved.files[0]), "CPU")  # the model's runtime_options carry it
+    assert compiled.get_property("KV_CACHE_PRECISION").to_string() == expected
+    # a step past new_tokens goes back to the prompt's cache: the same logits as the first step
+    state = runner.prepare(ids)
+    first = torch.as_tensor(runner.run(state))
+    for _ in range(8):
+        last = torch.as_tensor(runner.run(state))
+    assert torch.allclose(first, last, atol=1e-5)

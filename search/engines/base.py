@@ -81,6 +81,8 @@ class BuildContext:
     group_size: int = 128  # a language model's weight-only quantization: weights per scale
     accuracy_level: int = 4  # ONNX Runtime's MatMulNBits: the activations' precision (quant.accuracy_level)
     symmetric: bool = True  # int4 weights without zero points (quant.symmetric)
+    int4_ratio: float = 1.0  # OpenVINO's NNCF: the share of layers in int4, the rest int8 (quant.int4_ratio)
+    kv_cache: str = "auto"  # OpenVINO's KV cache precision (quant.kv_cache): auto, f32, f16, u8
     tokenizer: Any = None  # a language model's (tokenizers.Tokenizer): an engine that ships one beside its graph
 
 

@@ -64,7 +64,7 @@ def plan_onnx_lm(bits: int, caps: Capabilities, precision: str, scheme: str) -> 
                                            f"allowed {allowed}")  # fmt: skip
 
 
-class _Flat(nn.Module):
+class FlatKV(nn.Module):
     """``(input_ids, *past)`` -> ``(logits, *present)``: the cache as plain tensors, for the exporter."""
 
     def __init__(self, model: nn.Module) -> None:
@@ -75,8 +75,9 @@ class _Flat(nn.Module):
         from transformers import DynamicCache
 
         cache = DynamicCache(config=self.model.config)
-        for i in range(len(past) // 2):
-            cache.update(past[2 * i], past[2 * i + 1], i)
+        for i, layer in enumerate(cache.layers):  # the past as it is: no empty tensor to start from, which
+            layer.keys, layer.values = past[2 * i], past[2 * i + 1]  # OpenVINO's PyTorch frontend refuses
+            layer.dtype, layer.device, layer.is_initialized = past[0].dtype, past[0].device, True
         out = self.model(input_ids=input_ids, **{cache_argument(self.model): cache}, use_cache=True)
         present = []
         for layer in out.past_key_values.layers:
@@ -105,7 +106,7 @@ def export(model: nn.Module, path: Path) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _Flat(m), (ids, *past), str(path), dynamo=False, opset_version=17, dynamic_axes=axes,
+            FlatKV(m), (ids, *past), str(path), dynamo=False, opset_version=17, dynamic_axes=axes,
             input_names=["input_ids", *names], output_names=["logits", *(f"present_{i}" for i in range(2 * layers))],
         )  # fmt: skip
     return path

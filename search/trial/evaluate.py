@@ -65,6 +65,8 @@ def params_of(cfg: Config, generation: bool = False) -> dict[str, Any]:
         lm["quant_accuracy_level"] = q.accuracy_level
     if generation and cfg.engine in ("onnxruntime", "onnxruntime_genai", "openvino"):
         lm["quant_symmetric"] = q.symmetric
+    if generation and cfg.engine == "openvino":  # NNCF's int4 share and the CPU plugin's KV cache
+        lm |= {"quant_int4_ratio": q.int4_ratio, "quant_kv_cache": q.kv_cache}
     return lm | {
         "prune_ratio": cfg.prune.ratio,
         "prune_importance": cfg.prune.importance,
@@ -174,7 +176,7 @@ def build(cfg: Config, model_cfg: Any, sw: _Stopwatch | None = None, early: bool
         calibration = task.splits.calib.take(cfg.quant.calibration_samples)
         q = cfg.quant
         ctx = BuildContext(device, cfg.precision, threads, calibration, Path(workdir.name), q.group_size,
-                           q.accuracy_level, q.symmetric, task.tokenizer)  # fmt: skip
+                           q.accuracy_level, q.symmetric, q.int4_ratio, q.kv_cache, task.tokenizer)  # fmt: skip
         if task.generation:
             runner = engine.build_lm(model, qplan, ctx, cfg.gen)
         else:
