@@ -181,8 +181,9 @@ def stateful_runner(compiled: Any, gen: GenConfig, size_mb: float, save, setting
         ids = context_ids(x, gen.prompt_tokens + 1).numpy()
         sequence(ids[:, : gen.prompt_tokens])
         states[:] = request.query_state()
-        return _Cycle(np.ascontiguousarray(ids[:, gen.prompt_tokens :].astype(np.int64)), np.arange(len(ids), dtype=np.int32),
-                      [np.array(s.state.data, copy=True) for s in states])  # fmt: skip
+        token = np.ascontiguousarray(ids[:, gen.prompt_tokens :].astype(np.int64))
+        cached = [np.array(s.state.data, copy=True) for s in states]
+        return _Cycle(token, np.arange(len(ids), dtype=np.int32), cached)
 
     def run(c: _Cycle) -> np.ndarray:
         if owner[0] is not c or c.steps == gen.new_tokens:  # back to the prompt's cache
