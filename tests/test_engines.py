@@ -131,6 +131,7 @@ def test_exported_model_runs_with_the_engine_runtime_alone(make_cfg, tmp_path, e
     out = export_trial(trial, tmp_path)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["format"] in ("onnx", "openvino-ir") and file in manifest["files"]
+    assert manifest["trial"] is None  # made outside a study: no trial number (Optuna's -1 is not one)
     x = b.task.splits.val.take(32).numpy()
     np.save(tmp_path / "x.npy", x)
     (tmp_path / "run.py").write_text(script)

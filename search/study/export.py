@@ -42,7 +42,7 @@ def export_trial(trial: FrozenTrial, out_dir: Path, metrics: dict[str, Any] | No
     hint = built.runner.settings.get("precision_hint", "")
     shape = ["batch", "tokens"] if built.task.generation else ["batch", *x.shape[1:]]
     manifest = {
-        "trial": trial.number,
+        "trial": trial.number if trial.number >= 0 else None,  # -1: a trial made outside a study (create_trial)
         "format": fmt.name,
         "files": {f.name: _sha256(f) for f in files},
         "input": {"name": "input_ids" if built.task.generation else "input", "shape": shape, "dtype": str(x.dtype)[6:]},
