@@ -98,3 +98,16 @@ def test_a_re_taken_anchor_is_a_machine_change_not_a_regression():
     assert verdict(previous, same, [0.99, slower], _confirmed(0.02), same, st).regressed
     assert rebased(before, None) == (before, None)  # not in this study's figures: as stored
     assert rebased(_previous(st, 0.99, 0.0085), 1.12) == (_previous(st, 0.99, 0.0085), None)  # older entry
+
+
+def test_an_anchor_that_moved_alone_is_not_a_regression():
+    """The CI failure this guards: the previous run's batch-4 anchor was taken in a slow moment (6.696 ms,
+    2.08 ms now); the same configuration measured +9.5% as each run reported it, +253% re-derived."""
+    st = with_metric(StudyConfig(name="s"), "accuracy", "maximize")
+    before = _previous(st, 0.83, 0.02705, spread=0.2) | {"anchor_ms": 6.696, "params": {"batch_size": 4}}
+    previous, _ = rebased(before, 2.08)
+    same = _trial(2, 0.83, 0.02963, [])
+    v = verdict(previous, same, [0.83, 0.02963], _confirmed(0.2), same, st)  # a noisy tiny model: margin 134%
+    assert not v.regressed and "0.02705 as the previous run reported it (+9.5%)" in v.message
+    # slower both ways: still a regression
+    assert verdict(previous, same, [0.83, 0.08], _confirmed(0.2), same, st).regressed

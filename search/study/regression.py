@@ -8,6 +8,11 @@ A scheduled study pages someone on exit 5, so "worse" must mean worse, not noise
   change of choice is judged in one machine state; that figure is reported beside the comparison.
 - The comparison is with the figure the previous run stored (anchored to the baseline, so both refer to
   one fixed reference): a slower machine, fewer threads or a slower engine release shows there.
+- An anchor re-taken between the runs re-derives the previous figures from the new anchor, which holds when
+  the machine's speed moved for every kernel alike. It need not: a baseline timed in a slow moment moves the
+  anchor but not the variant (seen in CI: the anchor 3.2x apart, the same configuration at +9.5% as each run
+  reported it and +253% re-derived). So, after such a move, a timed figure is worse only when it is worse
+  both re-derived and as the previous run reported it.
 - The margin is the measured noise, not a fixed share: ``study.regression_margin`` x the combined
   per-round spread (robust standard deviation of log latency ratios) of the two runs' figures, and never
   less than the confirmation's anchor band (5%), within which the anchor, and so every figure, may drift.
@@ -58,10 +63,13 @@ class Comparison:
     change: float  # log-ratio, positive = worse
     margin: float  # log-ratio; 0 for deterministic metrics
     now_previous: float | None  # the previous recommendation, re-timed side by side in this run
+    reported: float | None = None  # the previous figure as its run reported it, where the anchor moved since
+    reported_change: float | None = None  # log-ratio against that figure, positive = worse
 
     @property
     def worse(self) -> bool:
-        return self.change > self.margin + 1e-12
+        beyond = self.change > self.margin + 1e-12
+        return beyond and (self.reported_change is None or self.reported_change > self.margin + 1e-12)
 
     @property
     def better(self) -> bool:
@@ -71,6 +79,8 @@ class Comparison:
         pct = lambda x: f"{100 * math.expm1(x):+.1f}%"  # noqa: E731
         margin = f"margin {100 * math.expm1(self.margin):.1f}%" if self.margin else "deterministic, no margin"
         now = "" if self.now_previous is None else f"; the previous one re-timed now: {self.now_previous:.4g}"
+        if self.reported is not None:
+            now += f"; {self.reported:.4g} as the previous run reported it ({pct(self.reported_change)})"
         return f"{self.metric} {self.new:.4g} vs {self.before:.4g} ({pct(self.change)}, {margin}{now})"
 
 
@@ -96,7 +106,7 @@ def rebased(previous: dict[str, Any], now_ms: float | None) -> tuple[dict[str, A
         f"the latency anchor (batch {bs}) moved from {was:.4g} to {now_ms:.4g} ms since the previous run (the "
         f"machine runs at {now_ms / was:.2f}x): the previous figures are compared re-derived from the current one"
     )
-    return previous | {"values": values, "anchor_ms": now_ms}, note
+    return previous | {"values": values, "anchor_ms": now_ms, "reported": previous["values"]}, note
 
 
 def _changes(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
@@ -107,12 +117,19 @@ def _changes(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
     ]
 
 
-def _compare(metric: str, direction: str, new: float, before: float, spread: float | None, now_prev) -> Comparison:
-    if new <= 0 or before <= 0:  # log ratios need positive figures; compare as they are
+def _change(direction: str, new: float, before: float) -> float:
+    """Log-ratio, positive = worse; figures that are not positive compare as they are (+-1 or 0)."""
+    if new <= 0 or before <= 0:
         worse = (new < before) if direction == "maximize" else (new > before)
-        return Comparison(metric, new, before, 1.0 if worse else -1.0 if new != before else 0.0, 0.0, now_prev)
-    change = math.log(before / new) if direction == "maximize" else math.log(new / before)
-    return Comparison(metric, new, before, change, spread or 0.0, now_prev)
+        return 1.0 if worse else -1.0 if new != before else 0.0
+    return math.log(before / new) if direction == "maximize" else math.log(new / before)
+
+
+def _compare(metric: str, direction: str, new: float, before: float, spread: float | None, now_prev,
+             reported: float | None = None) -> Comparison:  # fmt: skip
+    margin = (spread or 0.0) if new > 0 and before > 0 else 0.0
+    back = None if reported is None else _change(direction, new, reported)
+    return Comparison(metric, new, before, _change(direction, new, before), margin, now_prev, reported, back)
 
 
 def _deciding(rule: str, n: int) -> list[int]:
@@ -157,9 +174,9 @@ def verdict(
         if o.metric in RETIMED:  # timed: the margin comes from both runs' per-round spread
             own = spread_of(rec, confirmation)
             spread = max(st.regression_margin * math.hypot(own, previous.get("spread", own)), BAND_FLOOR)
-        comparisons.append(
-            _compare(o.metric, o.direction, values[i], previous["values"][o.metric], spread, theirs.get(o.metric))
-        )
+        reported = previous.get("reported", {}).get(o.metric) if o.metric in RETIMED else None
+        before = previous["values"][o.metric]
+        comparisons.append(_compare(o.metric, o.direction, values[i], before, spread, theirs.get(o.metric), reported))
     if now["rule"] == Rule.knee:
         regressed = any(c.worse for c in comparisons) and not any(c.better for c in comparisons)
     else:
