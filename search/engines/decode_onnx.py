@@ -162,7 +162,7 @@ def onnx_lm_runner(model: nn.Module, qplan: QuantPlan, ctx: BuildContext, gen: G
 
 def flat_kv_runner(model: nn.Module, gen: GenConfig, call, size_mb: float, save, settings: dict[str, Any]) -> Runner:
     """A runner over a graph that takes ``input_ids`` and the past cache as ``past_*`` arrays and returns
-    ``(logits, *present)``: ``call(feed)`` runs it (ONNX Runtime's session, OpenVINO's compiled model)."""
+    ``(logits, *present)``: ``call(feed)`` runs it (ONNX Runtime's session, for onnxruntime and onnxruntime_genai)."""
     layers, kv, hd = kv_shape(model)
     at, names = gen.context, [f"past_{i}" for i in range(2 * layers)]
 
